@@ -1,0 +1,337 @@
+"""The LMDB index: what the last successful sync saw on the source and wrote on the destination.
+
+This is the only module that imports ``lmdb``. The index is derived data: if it is missing, corrupt or
+of another schema it is moved aside and the next plan adopts what the destination already holds
+(DESIGN.md §3, "adopt"), so a lost index never causes a re-download.
+
+Layout (one environment per source, keys are bytes):
+- ``msgs``: ``user \\0 folder \\0 base`` -> :class:`Rec`
+- ``folders``: ``user \\0 folder`` -> :class:`FolderState` (source cur/new mtimes, control files)
+- ``users``: ``user`` -> JSON of the user's last run (for ``maildirsync status``)
+- ``meta``: ``schema`` -> version
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import struct
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import lmdb
+
+from .errors import IndexBusy, IndexError_
+
+SCHEMA = b"1"
+MAP_SIZE = 64 << 30  # address space only; the file grows as needed
+_SUBDIR = {b"cur": 0, b"new": 1}
+_SUBDIR_NAME = (b"cur", b"new")
+_REC = struct.Struct("<Qq16sBBH")
+
+
+@dataclass(slots=True)
+class Rec:
+    """One message as the last sync left it. ``size``/``mtime_ns`` are the source's (and so the
+    destination's: we copy mtimes); ``hash`` is the xxh3-128 of the content written."""
+
+    src_subdir: bytes
+    src_name: bytes
+    dst_subdir: bytes
+    dst_name: bytes
+    size: int
+    mtime_ns: int
+    hash: bytes
+
+    def pack(self) -> bytes:
+        return (
+            _REC.pack(
+                self.size,
+                self.mtime_ns,
+                self.hash,
+                _SUBDIR[self.src_subdir],
+                _SUBDIR[self.dst_subdir],
+                len(self.src_name),
+            )
+            + self.src_name
+            + self.dst_name
+        )
+
+    @classmethod
+    def unpack(cls, data: bytes) -> Rec:
+        size, mtime, h, ss, ds, n = _REC.unpack_from(data)
+        off = _REC.size
+        return cls(_SUBDIR_NAME[ss], bytes(data[off : off + n]), _SUBDIR_NAME[ds], bytes(data[off + n :]), size, mtime, h)
+
+
+@dataclass(slots=True)
+class Ctl:
+    """A control file as last carried: source stamp, and the destination copy we wrote."""
+
+    src_size: int
+    src_mtime_ns: int
+    dst_hash: str  # hex xxh3-128 of what the destination held after our write
+    dst_size: int
+    dst_mtime_ns: int
+
+
+@dataclass(slots=True)
+class FolderState:
+    # Source cur/new mtimes, only stored when the folder was fully synced and the stamp is trustworthy.
+    dir_mtimes: dict[bytes, int] = field(default_factory=dict)
+    controls: dict[bytes, Ctl] = field(default_factory=dict)
+
+    def pack(self) -> bytes:
+        return json.dumps(
+            {
+                "dirs": {k.decode("latin-1"): v for k, v in self.dir_mtimes.items()},
+                "ctl": {k.decode("latin-1"): list(_ctl_tuple(c)) for k, c in self.controls.items()},
+            }
+        ).encode()
+
+    @classmethod
+    def unpack(cls, data: bytes) -> FolderState:
+        d = json.loads(bytes(data))
+        return cls(
+            {k.encode("latin-1"): v for k, v in d["dirs"].items()},
+            {k.encode("latin-1"): Ctl(*v) for k, v in d["ctl"].items()},
+        )
+
+
+def _ctl_tuple(c: Ctl):
+    return (c.src_size, c.src_mtime_ns, c.dst_hash, c.dst_size, c.dst_mtime_ns)
+
+
+def _mkey(user: bytes, folder: bytes, base: bytes = b"") -> bytes:
+    return user + b"\0" + folder + b"\0" + base
+
+
+class Index:
+    """An open index. ``Index.empty()`` stands in when a dry run finds no index: it reads as empty and
+    cannot be written."""
+
+    def __init__(self, env: lmdb.Environment | None, readonly: bool):
+        self._env = env
+        self.readonly = readonly
+        if env is not None:
+            self._msgs = env.open_db(b"msgs", create=not readonly)
+            self._folders = env.open_db(b"folders", create=not readonly)
+            self._users = env.open_db(b"users", create=not readonly)
+
+    @classmethod
+    def empty(cls) -> Index:
+        return cls(None, readonly=True)
+
+    # --- reading -------------------------------------------------------------------------------------
+    def user_records(self, user: bytes) -> dict[bytes, dict[bytes, Rec]]:
+        """All message records of a user, by folder then base."""
+        out: dict[bytes, dict[bytes, Rec]] = {}
+        prefix = user + b"\0"
+        for key, val in self._scan(self._msgs_db(), prefix):
+            folder, base = key[len(prefix) :].split(b"\0", 1)
+            out.setdefault(folder, {})[base] = Rec.unpack(val)
+        return out
+
+    def user_folders(self, user: bytes) -> dict[bytes, FolderState]:
+        prefix = user + b"\0"
+        return {k[len(prefix) :]: FolderState.unpack(v) for k, v in self._scan(self._folders_db(), prefix)}
+
+    def user_status(self, user: bytes) -> dict | None:
+        if self._env is None:
+            return None
+        with self._env.begin(db=self._users) as txn:
+            v = txn.get(user)
+        return json.loads(bytes(v)) if v is not None else None
+
+    def all_status(self) -> dict[bytes, dict]:
+        return {k: json.loads(bytes(v)) for k, v in self._scan(self._users_db(), b"")}
+
+    def _msgs_db(self):
+        return getattr(self, "_msgs", None)
+
+    def _folders_db(self):
+        return getattr(self, "_folders", None)
+
+    def _users_db(self):
+        return getattr(self, "_users", None)
+
+    def _scan(self, db, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        if self._env is None:
+            return
+        with self._env.begin(db=db, buffers=False) as txn:
+            cur = txn.cursor()
+            if not cur.set_range(prefix):
+                return
+            for key, val in cur:
+                if not key.startswith(prefix):
+                    break
+                yield key, val
+
+    # --- writing -------------------------------------------------------------------------------------
+    def batch(self) -> Batch:
+        if self.readonly:
+            raise IndexError_("internal: the index is open read-only (dry run)")
+        return Batch(self)
+
+    def close(self) -> None:
+        if self._env is not None:
+            self._env.close()
+            self._env = None
+
+
+class Batch:
+    """Index changes gathered while the executor works; :meth:`commit` writes them in one transaction.
+    The executor commits only after the destination changes they describe are durable."""
+
+    def __init__(self, index: Index):
+        self._index = index
+        self._ops: list[tuple] = []
+
+    def __len__(self) -> int:
+        return len(self._ops)
+
+    def put(self, user: bytes, folder: bytes, base: bytes, rec: Rec) -> None:
+        self._ops.append((self._index._msgs, _mkey(user, folder, base), rec.pack()))
+
+    def delete(self, user: bytes, folder: bytes, base: bytes) -> None:
+        self._ops.append((self._index._msgs, _mkey(user, folder, base), None))
+
+    def put_folder(self, user: bytes, folder: bytes, state: FolderState) -> None:
+        self._ops.append((self._index._folders, user + b"\0" + folder, state.pack()))
+
+    def put_user(self, user: bytes, status: dict) -> None:
+        self._ops.append((self._index._users, user, json.dumps(status).encode()))
+
+    def commit(self) -> None:
+        if not self._ops:
+            return
+        try:
+            with self._index._env.begin(write=True) as txn:
+                for db, key, val in self._ops:
+                    if val is None:
+                        txn.delete(key, db=db)
+                    else:
+                        txn.put(key, val, db=db)
+        except lmdb.Error as e:
+            raise IndexError_(f"cannot write the index: {e}") from e
+        self._ops.clear()
+
+
+# --- opening, locking, rebuilding ---------------------------------------------------------------------
+
+
+class StateDir:
+    """``<state-dir>/<source-key>/``: the index of one source and the lock that guards it."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.index_path = path / "index"
+        self.lock_path = path / "lock"
+        self._lock_fd: int | None = None
+
+    def acquire(self, command: str) -> None:
+        """Take the run lock, or raise IndexBusy naming the holder."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as e:
+            raise IndexError_(f"cannot create the state directory {self.path}: {e.strerror}") from e
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "another maildirsync run"
+            os.close(fd)
+            raise IndexBusy(
+                f"the index {self.index_path} is in use by {holder}; wait for it to finish (or stop it) and run again"
+            ) from None
+        info = f"pid {os.getpid()} on {socket.gethostname()} ({command}), started {time.strftime('%Y-%m-%d %H:%M:%S')}"
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, info.encode(), 0)
+        self._lock_fd = fd
+
+    def release(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing drops the flock
+            self._lock_fd = None
+
+    def open_index(self, readonly: bool) -> tuple[Index, str | None]:
+        """Open the index; returns it and a note when it had to be set aside and started anew."""
+        if readonly:
+            if not (self.index_path / "data.mdb").exists():
+                return Index.empty(), None
+            try:
+                _check_file(self.index_path / "data.mdb")
+                env = lmdb.open(str(self.index_path), readonly=True, lock=False, max_dbs=4, map_size=MAP_SIZE)
+                idx = Index(env, readonly=True)
+                if _schema(env) != SCHEMA:
+                    idx.close()
+                    return Index.empty(), "the index is of another version; a real run rebuilds it from the destination"
+                return idx, None
+            except (lmdb.Error, ValueError) as e:
+                return Index.empty(), f"the index is unreadable ({e}); a real run rebuilds it from the destination"
+        note = None
+        try:
+            env = self._open_rw()
+            if _schema(env) not in (None, SCHEMA):
+                env.close()
+                raise lmdb.InvalidError("schema version differs")
+        except (lmdb.Error, ValueError) as e:
+            aside = self.index_path.with_name(f"index.broken-{time.strftime('%Y%m%d-%H%M%S')}")
+            os.replace(self.index_path, aside)
+            note = f"the index was unreadable ({e}); moved to {aside} and rebuilt from the destination"
+            env = self._open_rw()
+        with env.begin(write=True) as txn:
+            meta = env.open_db(b"meta", txn=txn)
+            txn.put(b"schema", SCHEMA, db=meta)
+        return Index(env, readonly=False), note
+
+    def _open_rw(self) -> lmdb.Environment:
+        self.index_path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _check_file(self.index_path / "data.mdb")
+        env = lmdb.open(str(self.index_path), max_dbs=4, map_size=MAP_SIZE)
+        # Touch every database once, so corruption shows up now rather than mid-run.
+        with env.begin() as txn:
+            for _ in txn.cursor():
+                pass
+        return env
+
+
+def _check_file(data: Path) -> None:
+    """Refuse a data file shorter than its own meta page says: LMDB would map past the end of it and the
+    process would die of SIGBUS on the first read (a truncated index is a case we must survive)."""
+    if not data.exists():
+        return
+    psize = os.sysconf("SC_PAGE_SIZE")
+    size = data.stat().st_size
+    with open(data, "rb") as f:
+        head = f.read(2 * psize)
+    best = None
+    for off in (0, psize):
+        meta = head[off + 16 : off + 16 + 136]
+        if len(meta) < 136:
+            continue
+        magic, _version = struct.unpack_from("<II", meta, 0)
+        if magic != 0xBEEFC0DE:
+            continue
+        last_pg, txnid = struct.unpack_from("<QQ", meta, 120)
+        if best is None or txnid > best[1]:
+            best = (last_pg, txnid)
+    if best is None:
+        raise lmdb.InvalidError(f"{data} has no valid LMDB header")
+    if size < (best[0] + 1) * psize:
+        raise lmdb.InvalidError(f"{data} is truncated ({size} bytes, needs {(best[0] + 1) * psize})")
+
+
+def _schema(env: lmdb.Environment) -> bytes | None:
+    with env.begin() as txn:
+        raw = txn.get(b"meta")
+    if raw is None:
+        return None
+    meta = env.open_db(b"meta", create=False)
+    with env.begin(db=meta) as txn:
+        v = txn.get(b"schema")
+    return bytes(v) if v is not None else None

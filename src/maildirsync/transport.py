@@ -1,0 +1,184 @@
+"""How the engine reads a source: one small protocol, implemented for a local directory and for SSH.
+
+The engine is synchronous; a transport that is asynchronous inside (asyncssh) hides that behind this
+interface. A transport only ever reads: no method here writes, renames or deletes on the source.
+
+Paths are bytes. ``root`` is an absolute path of a Maildir on the source; ``rel`` is relative to it,
+``/``-separated (``b".Sent/cur/123.host:2,S"``).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+CHUNK = 256 * 1024
+
+# Entry kinds, as find(1)'s %y prints them.
+FILE, DIR, LINK, OTHER = "f", "d", "l", "o"
+
+
+class SourceError(Exception):
+    """The source could not be read at all (connection lost, root missing, permission denied)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RawEntry:
+    rel: bytes
+    kind: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass(slots=True)
+class RawScan:
+    """What a transport saw under a Maildir root, down to ``<folder>/cur/<file>`` (never into tmp/).
+
+    ``unchanged`` holds the ``cur``/``new`` directories (as rels) that were not read because their mtime
+    equals the one the caller passed in ``known``; their entries are absent from ``entries``.
+    ``errors`` are directories that could not be read: a run with errors must not delete anything.
+    """
+
+    entries: list[RawEntry] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    unchanged: set[bytes] = field(default_factory=set)
+    now_ns: int | None = None  # the source's clock when the scan began, if the transport knows it
+
+
+@dataclass(slots=True)
+class Fetched:
+    """One file coming from :meth:`Source.fetch`. ``chunks`` must be consumed before the next file is
+    asked for. When the file cannot be read (vanished since the listing), either ``error`` says so up
+    front, or iterating ``chunks`` raises OSError."""
+
+    rel: bytes
+    chunks: Iterable[bytes]
+    error: str | None = None
+
+
+class Source(Protocol):
+    def scan(self, root: bytes, known: Mapping[bytes, int]) -> RawScan: ...
+
+    def fetch(self, root: bytes, rels: Sequence[bytes]) -> Iterator[Fetched]:
+        """Yield the files in the order asked; a missing one yields an error, not an exception."""
+        ...
+
+    def read(self, root: bytes, rel: bytes) -> bytes | None:
+        """A small file whole (control files); None if it does not exist."""
+        ...
+
+    def exists(self, root: bytes) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+def scan_plan(listdir, root: bytes, known: Mapping[bytes, int]) -> RawScan:
+    """Walk a Maildir with ``listdir(path) -> [RawEntry named by basename]``, the shape every transport
+    shares: the root, each ``.folder``, and each folder's ``cur``/``new``. ``listdir`` raises OSError."""
+    out = RawScan()
+
+    def visit(rel: bytes) -> list[RawEntry] | None:
+        path = root + b"/" + rel if rel else root
+        try:
+            found = listdir(path)
+        except OSError as e:
+            if rel == b"":
+                raise SourceError(f"cannot read {path.decode(errors='backslashreplace')}: {e.strerror or e}") from e
+            out.errors.append(f"{rel.decode(errors='backslashreplace')}: {e.strerror or e}")
+            return None
+        prefix = rel + b"/" if rel else b""
+        named = [RawEntry(prefix + e.rel, e.kind, e.size, e.mtime_ns) for e in found]
+        out.entries.extend(named)
+        return named
+
+    def visit_folder(rel: bytes, entries: list[RawEntry]) -> None:
+        for e in entries:
+            name = e.rel.rsplit(b"/", 1)[-1]
+            if e.kind == DIR and name in (b"cur", b"new"):
+                if known.get(e.rel) == e.mtime_ns:
+                    out.unchanged.add(e.rel)
+                else:
+                    visit(e.rel)
+
+    top = visit(b"")
+    assert top is not None
+    visit_folder(b"", top)
+    for e in top:
+        if e.kind == DIR and e.rel.startswith(b".") and e.rel not in (b".", b".."):
+            sub = visit(e.rel)
+            if sub is not None:
+                visit_folder(e.rel, sub)
+    return out
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISREG(mode):
+        return FILE
+    if stat.S_ISDIR(mode):
+        return DIR
+    if stat.S_ISLNK(mode):
+        return LINK
+    return OTHER
+
+
+def local_listdir(path: bytes) -> list[RawEntry]:
+    out = []
+    with os.scandir(path) as it:
+        for d in it:
+            try:
+                st = d.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # vanished between readdir and stat: a concurrent rename
+            out.append(RawEntry(d.name, _kind(st.st_mode), st.st_size, st.st_mtime_ns))
+    return out
+
+
+class LocalSource:
+    """A source that is a directory on this host (a mounted disk, an exploded backup, tests)."""
+
+    def scan(self, root: bytes, known: Mapping[bytes, int]) -> RawScan:
+        now = time.time_ns()
+        out = scan_plan(local_listdir, root, known)
+        out.now_ns = now
+        return out
+
+    def fetch(self, root: bytes, rels: Sequence[bytes]) -> Iterator[Fetched]:
+        for rel in rels:
+            yield Fetched(rel, _file_chunks(root + b"/" + rel))
+
+    def read(self, root: bytes, rel: bytes) -> bytes | None:
+        try:
+            fd = os.open(root + b"/" + rel, os.O_RDONLY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            return None
+        try:
+            return b"".join(_chunks(fd, close=False))
+        finally:
+            os.close(fd)
+
+    def exists(self, root: bytes) -> bool:
+        return os.path.isdir(root)
+
+    def close(self) -> None:
+        pass
+
+
+def _file_chunks(path: bytes) -> Iterator[bytes]:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    yield from _chunks(fd)
+
+
+def _chunks(fd: int, close: bool = True) -> Iterator[bytes]:
+    try:
+        while True:
+            b = os.read(fd, CHUNK)
+            if not b:
+                return
+            yield b
+    finally:
+        if close:
+            os.close(fd)
