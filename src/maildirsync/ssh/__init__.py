@@ -1,0 +1,70 @@
+"""Reading a live source over SSH (asyncssh): one connection, many channels, two ways to read.
+
+``open_source`` is the entry point for a sync; ``setup`` (in :mod:`.setup`) installs the tool's key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .connection import DEFAULT_KEY, DEFAULT_KNOWN_HOSTS, STATE_DIR, Connection, Target
+from .errors import (
+    AuthError,
+    ConnectError,
+    ConnectionLostError,
+    HostKeyChanged,
+    HostKeyError,
+    HostKeyUnknown,
+    KeyFileError,
+    NegotiationError,
+    ProtocolError,
+    SetupError,
+    SshError,
+)
+from .execsrc import ExecSource, probe
+from .sftp import SftpSource
+
+__all__ = [
+    "AuthError", "ConnectError", "ConnectionLostError", "Connection", "DEFAULT_KEY", "DEFAULT_KNOWN_HOSTS",
+    "ExecSource", "HostKeyChanged", "HostKeyError", "HostKeyUnknown", "KeyFileError", "NegotiationError",
+    "ProtocolError", "STATE_DIR", "SetupError", "SftpSource", "SshError", "Target", "open_source", "setup",
+]
+
+
+def open_source(
+    host: str,
+    port: int = 22,
+    login: str = "root",
+    identity: Path | str | None = DEFAULT_KEY,
+    known_hosts: Path | str = DEFAULT_KNOWN_HOSTS,
+    accept_new: bool = False,
+    transport: str = "auto",
+    *,
+    max_channels: int = 8,
+    retries: int = 3,
+    connect_timeout: float = 20.0,
+) -> SftpSource | ExecSource:
+    """Connect (raising an :class:`SshError` subclass with an actionable message if that fails) and
+    return the fastest reader the account allows: :class:`ExecSource` when it may run GNU find and tar,
+    else :class:`SftpSource`. ``transport="sftp"`` forces SFTP, ``"exec"`` refuses to fall back.
+    The returned source owns the connection: ``close()`` it."""
+    if transport not in ("auto", "sftp", "exec"):
+        raise ValueError(f"transport must be auto, sftp or exec, not {transport!r}")
+    target = Target(host, port, login, Path(identity) if identity is not None else None, Path(known_hosts),
+                    accept_new, connect_timeout)
+    conn = Connection(target, retries=retries, max_channels=max_channels).open()
+    try:
+        if transport != "sftp" and conn.run(probe(conn)):
+            return ExecSource(conn)
+        if transport == "exec":
+            raise SshError(f"{target.name} cannot run find and tar (an sftp-only account?): use --transport sftp")
+        return SftpSource(conn)
+    except BaseException:
+        conn.close()
+        raise
+
+
+def setup(*args, **kwargs):
+    from .setup import setup as _setup
+
+    return _setup(*args, **kwargs)

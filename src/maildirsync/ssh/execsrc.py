@@ -1,0 +1,393 @@
+"""Reading the source with its own tools over exec channels: ``find -printf`` to list, ``tar`` to send.
+
+One channel lists a whole Maildir (about 6x faster than SFTP readdir) and one tar stream carries a whole
+batch of messages (about 4x faster than a file at a time over SFTP). Only options that GNU find 4.2 and
+GNU tar 1.15 (CentOS 5, SME 8) know are used. Every command only reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+import asyncssh
+
+from ..transport import CHUNK, DIR, FILE, LINK, OTHER, Fetched, RawEntry, RawScan, SourceError
+from .bridge import Abandoned, Pipe
+from .connection import LOST, Connection
+from .errors import ProtocolError
+from .stream import fetched_from
+from .tarstream import REGULAR, BufferedReader, next_member, padded
+
+WHOLE = 1 << 20  # files up to this size go through the pipe in one piece
+ROOT_MISSING = 97
+_KIND = {b"f": FILE, b"d": DIR, b"l": LINK, b"o": OTHER}
+
+# One -printf per type rather than %y, which GNU find 4.2 may lack. NUL-terminated: names may hold
+# newlines. %T@ is seconds with an optional fraction, parsed exactly by parse_mtime.
+PRINT = (r"\( -type f -printf 'f %s %T@ %p\0' -o -type d -printf 'd %s %T@ %p\0'"
+         r" -o -type l -printf 'l %s %T@ %p\0' -o -printf 'o %s %T@ %p\0' \)")
+# What scan_plan never descends into: top-level directories other than cur, new and .folders (so tmp/);
+# directories inside the top-level cur/new; directories in a folder other than its cur/new.
+PRUNE_FULL = (r"\( \( -type d ! -path './*/*' ! -name cur ! -name new ! -name '.*' -prune \)"
+              r" -o \( -type d -path './*/*' ! -path './.*' -prune \)"
+              r" -o \( -type d -path './.*/*' ! -name cur ! -name new -prune \) -o -true \)")
+# First pass of an incremental scan: the root and the folders, not any cur/new yet.
+PRUNE_TOP = r"\( \( -type d ! -path './*/*' ! -name '.*' -prune \) -o -true \)"
+PROLOGUE = "LC_ALL=C; export LC_ALL; cd {root} || exit %d; " % ROOT_MISSING
+
+
+def shq(b: bytes) -> str:
+    """A shell word for ``b``: single-quoted, or octal printf for bytes that are not UTF-8."""
+    try:
+        s = b.decode()
+    except UnicodeDecodeError:
+        return '"$(printf \'' + "".join(f"\\{c:03o}" for c in b) + "')\""
+    return "'" + s.replace("'", "'\\''") + "'"
+
+
+def parse_mtime(s: bytes) -> int:
+    """``1700000000.1234567890`` -> ns, exactly (a float would round the last digits)."""
+    neg = s.startswith(b"-")
+    sec, _, frac = s.lstrip(b"-").partition(b".")
+    ns = int(sec) * 1_000_000_000 + int((frac + b"000000000")[:9])
+    return -ns if neg else ns
+
+
+def parse_records(data: bytes, out: list[RawEntry]) -> None:
+    for rec in data.split(b"\0"):
+        if not rec:
+            continue
+        t, size, mtime, path = rec.split(b" ", 3)
+        out.append(RawEntry(path[2:] if path.startswith(b"./") else path, _KIND[t], int(size), parse_mtime(mtime)))
+
+
+def parse_find_errors(stderr: bytes) -> list[tuple[bytes | None, str]]:
+    """``find: './x': Permission denied`` (old finds: no quotes) -> (b"x", "Permission denied"). A line
+    that does not parse comes back as (None, line): still an error, so nothing will be deleted."""
+    out: list[tuple[bytes | None, str]] = []
+    for line in stderr.splitlines():
+        if not line.strip():
+            continue
+        text = line.decode(errors="backslashreplace")
+        body = line[6:] if line.startswith(b"find: ") else None
+        if body is None or b": " not in body:
+            out.append((None, text))
+            continue
+        path, _, msg = body.rpartition(b": ")
+        if path[:1] in (b"'", b"`") and path.endswith(b"'"):
+            path = path[1:-1]
+        if path.startswith(b"./"):
+            path = path[2:]
+        out.append((path, msg.decode(errors="backslashreplace")))
+    return out
+
+
+@dataclass
+class _Partial:
+    """The file being streamed when the connection dropped: how much of it the engine already has."""
+
+    rel: bytes
+    sent: int
+
+
+class ExecSource:
+    """A :class:`~maildirsync.transport.Source` using ``find``/``tar`` on the source. Thread-safe."""
+
+    transport = "exec"
+
+    def __init__(self, conn: Connection, *, owns_connection: bool = True) -> None:
+        self.c = conn
+        self._owns = owns_connection
+
+    # -- running a command
+    async def _run(self, cmd: str, stdin: bytes = b"", on_stdout=None) -> tuple[int | None, bytes, bytes]:
+        """Run ``cmd``; stdout goes to ``on_stdout(bytes)`` as it arrives (or is returned whole)."""
+
+        async def op(conn: asyncssh.SSHClientConnection):
+            async with self.c.channels:
+                if on_stdout is not None:
+                    on_stdout(None)  # a retried command starts over
+                proc = await conn.create_process(cmd, encoding=None)
+                async with proc:
+                    if stdin:
+                        proc.stdin.write(stdin)
+                    proc.stdin.write_eof()
+                    err = asyncio.ensure_future(proc.stderr.read())
+                    parts = []
+                    try:
+                        while True:
+                            data = await proc.stdout.read(1 << 18)
+                            if not data:
+                                break
+                            if on_stdout is None:
+                                parts.append(data)
+                            else:
+                                on_stdout(data)
+                        errs = await err
+                    finally:
+                        err.cancel()
+                    await proc.wait_closed()
+                    if proc.exit_status is None and proc.exit_signal is None and conn.is_closed():
+                        raise asyncssh.ConnectionLost("connection closed during a command")
+                    return proc.exit_status, b"".join(parts), errs
+
+        return await self.c.retrying(op)
+
+    # -- listing
+    async def _find(self, root: bytes, args: str, out: list[RawEntry]) -> tuple[int | None, bytes, bytes]:
+        head = bytearray()
+        got_date = False
+        tail = b""
+
+        def feed(data: bytes | None) -> None:
+            nonlocal got_date, tail
+            if data is None:
+                del out[:], head[:]
+                got_date, tail = False, b""
+                return
+            if not got_date:
+                head.extend(data)
+                nl = head.find(b"\n")
+                if nl < 0:
+                    return
+                got_date = True
+                data = bytes(head[nl + 1:])
+                del head[nl + 1:]
+            data = tail + data
+            cut = data.rfind(b"\0") + 1
+            parse_records(data[:cut], out)
+            tail = data[cut:]
+
+        status, _, err = await self._run(PROLOGUE.format(root=shq(root)) + "date '+%s.%N'; " + args, on_stdout=feed)
+        if status == ROOT_MISSING:
+            raise SourceError(f"cannot read {root.decode(errors='backslashreplace')}: "
+                              f"{err.decode(errors='replace').strip() or 'no such directory'}")
+        if tail:
+            raise ProtocolError("find output ended in the middle of an entry")
+        return status, bytes(head), err
+
+    async def _ascan(self, root: bytes, known: Mapping[bytes, int]) -> RawScan:
+        out = RawScan()
+        if not known:
+            status, date, err = await self._find(
+                root, f"find . -mindepth 1 -maxdepth 3 {PRINT} {PRUNE_FULL}", out.entries)
+            self._errors(root, err, out)
+        else:
+            status, date, err = await self._find(root, f"find . -mindepth 1 -maxdepth 2 {PRINT} {PRUNE_TOP}", out.entries)
+            self._errors(root, err, out)
+            todo = []
+            for e in out.entries:
+                name = e.rel.rsplit(b"/", 1)[-1]
+                if e.kind == DIR and name in (b"cur", b"new") and (e.rel.count(b"/") == 0 or e.rel.startswith(b".")):
+                    if known.get(e.rel) == e.mtime_ns:
+                        out.unchanged.add(e.rel)
+                    else:
+                        todo.append(e.rel)
+            # Long argument lists (thousands of folders) are split: old kernels cap them at 128 KiB.
+            batch: list[str] = []
+            size = 0
+            for rel in todo + [None]:  # type: ignore[list-item]
+                if rel is not None:
+                    word = shq(b"./" + rel)
+                    batch.append(word)
+                    size += len(word) + 1
+                if batch and (rel is None or size > 60_000):
+                    more: list[RawEntry] = []
+                    _, _, err2 = await self._find(root, f"find {' '.join(batch)} -mindepth 1 -maxdepth 1 {PRINT}", more)
+                    out.entries.extend(more)
+                    self._errors(root, err2, out)
+                    batch, size = [], 0
+        try:
+            out.now_ns = parse_mtime(date.strip())
+        except ValueError:
+            out.now_ns = None  # a date(1) without %N, or none at all: the engine copes
+        return out
+
+    @staticmethod
+    def _errors(root: bytes, stderr: bytes, out: RawScan) -> None:
+        for path, msg in parse_find_errors(stderr):
+            if path in (b".", b""):
+                raise SourceError(f"cannot read {root.decode(errors='backslashreplace')}: {msg}")
+            out.errors.append(f"{path.decode(errors='backslashreplace')}: {msg}" if path is not None else msg)
+
+    def scan(self, root: bytes, known: Mapping[bytes, int]) -> RawScan:
+        return self.c.run(self._ascan(root, known))
+
+    # -- fetching
+    def fetch(self, root: bytes, rels: Sequence[bytes]) -> Iterator[Fetched]:
+        pipe = Pipe(self.c.loop)
+        fut = asyncio.run_coroutine_threadsafe(self._produce(root, list(rels), pipe), self.c.loop)
+        return fetched_from(pipe, fut)
+
+    async def _produce(self, root: bytes, rels: list[bytes], pipe: Pipe) -> None:
+        todo = deque(rels)
+        partial: list[_Partial | None] = [None]
+        try:
+            while todo:
+                conn, gen = await self.c.conn()
+                try:
+                    async with self.c.channels:
+                        await self._tar(conn, root, todo, partial, pipe)
+                except LOST as e:
+                    if not conn.is_closed():
+                        raise ProtocolError(f"the tar stream from the source broke off: {e}") from None
+                    await self.c.lost(gen, e)  # raises if the source stays unreachable
+            pipe.finish()
+        except Abandoned:
+            pass
+        except Exception as e:
+            pipe.finish(e if isinstance(e, SourceError) else SourceError(f"tar fetch failed: {e}"))
+
+    async def _tar(self, conn, root: bytes, todo: deque, partial: list, pipe: Pipe, nested: bool = False) -> None:
+        """Stream ``todo`` (consumed as files are delivered) through one ``tar`` on the source."""
+        cmd = PROLOGUE.format(root=shq(root)) + "exec tar -cf - --format=gnu --no-recursion --null -T -"
+        proc = await conn.create_process(cmd, encoding=None)
+        async with proc:
+            errs = asyncio.ensure_future(proc.stderr.read())
+            feeder = asyncio.ensure_future(self._feed(proc, list(todo)))
+            try:
+                r = BufferedReader(proc.stdout)
+                while True:
+                    m = await next_member(r)
+                    if m is None:
+                        break
+                    name = m.name[2:] if m.name.startswith(b"./") else m.name
+                    if todo[0] != name:
+                        if name not in todo:
+                            raise ProtocolError(f"tar sent {name!r}, which was not asked for")
+                        while todo[0] != name:  # tar skips what it could not stat or open
+                            await self._missing(todo, partial, pipe)
+                    await self._member(conn, root, m, r, todo, partial, pipe, nested)
+                await feeder
+                status_err = await errs
+                await proc.wait_closed()
+            finally:
+                feeder.cancel()
+                errs.cancel()
+        if conn.is_closed() and proc.exit_status is None:
+            raise asyncssh.ConnectionLost("connection closed during tar")
+        if proc.exit_status == ROOT_MISSING:
+            raise SourceError(f"cannot read {root.decode(errors='backslashreplace')}: "
+                              f"{status_err.decode(errors='replace').strip()}")
+        while todo:
+            await self._missing(todo, partial, pipe)
+        odd = [ln for ln in status_err.decode(errors="backslashreplace").splitlines()
+               if ln.strip() and "Cannot stat" not in ln and "Cannot open" not in ln
+               and "Exiting with failure status" not in ln]
+        if odd:
+            # e.g. "file changed as we read it": what was sent may not be what is on disk now.
+            raise ProtocolError("tar on the source reported: " + "; ".join(odd[:5]))
+
+    @staticmethod
+    async def _missing(todo: deque, partial: list, pipe: Pipe) -> None:
+        rel = todo.popleft()
+        p = partial[0]
+        if p is not None and p.rel == rel:  # it went away while being resumed: the file breaks off
+            partial[0] = None
+            await pipe.put(("ferr", OSError(errno.ENOENT, "gone from the source in the middle of the copy", rel)))
+        else:
+            await pipe.put(("err", rel, "gone from the source since the listing, or unreadable"))
+
+    async def _feed(self, proc, rels: list[bytes]) -> None:
+        # "./" keeps a name from starting with "-", which tar would read as an option.
+        for i in range(0, len(rels), 4096):
+            proc.stdin.write(b"".join(b"./" + rel + b"\0" for rel in rels[i:i + 4096]))
+            await proc.stdin.drain()
+        proc.stdin.write_eof()
+
+    async def _member(self, conn, root, m, r: BufferedReader, todo: deque, partial: list, pipe: Pipe, nested: bool) -> None:
+        rel = todo[0]
+        if m.type not in REGULAR:
+            if not await r.fill(padded(m.size)):
+                raise EOFError("tar stream ended inside a member")
+            r.skip(padded(m.size))
+            todo.popleft()
+            if m.type == b"1" and not nested:
+                # A hard link to a file earlier in this stream (Dovecot copies by linking): tar sends no
+                # data for it, so it comes through a one-file tar of its own.
+                async with self.c.extra_channels:
+                    await self._tar(conn, root, deque([rel]), [None], pipe, nested=True)
+            else:
+                await pipe.put(("err", rel, "not a regular file on the source"))
+            return
+        p = partial[0]
+        skip = p.sent if p is not None and p.rel == rel else 0
+        if skip == 0 and m.size <= WHOLE:
+            if not await r.fill(padded(m.size)):
+                raise EOFError("tar stream ended inside a member")
+            data = r.take(m.size)
+            r.skip(padded(m.size) - m.size)
+            todo.popleft()
+            await pipe.put(("whole", rel, data), len(data))
+            return
+        if skip == 0:
+            await pipe.put(("open", rel))
+            partial[0] = p = _Partial(rel, 0)
+        elif m.size < skip:
+            todo.popleft()
+            partial[0] = None
+            await pipe.put(("ferr", OSError(errno.EIO, "the file shrank on the source while it was copied", rel)))
+            if not await r.fill(padded(m.size)):
+                raise EOFError("tar stream ended inside a member")
+            r.skip(padded(m.size))
+            return
+        left = m.size
+        while left:
+            if not await r.fill(1):
+                raise EOFError("tar stream ended inside a member")
+            n = min(left, r.available, CHUNK)
+            if skip:  # resumed after a reconnect: the engine already has these bytes
+                k = min(n, skip)
+                r.skip(k)
+                skip -= k
+                left -= k
+                continue
+            data = r.take(n)
+            left -= n
+            p.sent += n
+            await pipe.put(("data", data), n)
+        if not await r.fill(padded(m.size) - m.size):
+            raise EOFError("tar stream ended inside a member")
+        r.skip(padded(m.size) - m.size)
+        todo.popleft()
+        partial[0] = None
+        await pipe.put(("eof",))
+
+    # -- small things
+    def read(self, root: bytes, rel: bytes) -> bytes | None:
+        got = None
+        for f in self.fetch(root, [rel]):
+            if f.error is not None:
+                if "not a regular file" in f.error:
+                    raise OSError(errno.ELOOP, "not a regular file", root + b"/" + rel)
+                return None
+            got = b"".join(f.chunks)
+        return got
+
+    def exists(self, root: bytes) -> bool:
+        status, _, _ = self.c.run(self._run(f"test -d {shq(root)}"))
+        return status == 0
+
+    def close(self) -> None:
+        if self._owns:
+            self.c.close()
+
+
+PROBE = "echo maildirsync-probe; find / -maxdepth 0 -printf 'find-ok\\n'; tar --version | head -n 1"
+
+
+async def probe(conn: Connection, timeout: float = 15.0) -> bool:
+    """Can this account run GNU find and GNU tar? An sftp-only account (ForceCommand internal-sftp)
+    answers an exec request with an SFTP server, which sees EOF on stdin and says nothing."""
+    src = ExecSource(conn, owns_connection=False)
+    try:
+        status, out, _ = await asyncio.wait_for(src._run(PROBE), timeout)
+    except (asyncio.TimeoutError, asyncssh.Error, OSError):
+        return False
+    lines = out.splitlines()
+    return status == 0 and lines[:2] == [b"maildirsync-probe", b"find-ok"] and b"GNU tar" in b"".join(lines[2:3])
