@@ -1,0 +1,214 @@
+"""``maildirsync-import``: import an SME Server / NethService full backup.
+
+Commands::
+
+    maildirsync-import explode ARCHIVE [DIR]   # default DIR: /var/lib/migration
+    maildirsync-import inspect DIR [--json]
+    maildirsync-import run DIR [--events-dir D] [--json]
+
+Exit codes:
+
+* ``0`` -- done, nothing failed;
+* ``1`` -- the job ran and something failed: an event handler failed or
+  reported ``[ERROR]``/``FAILED``, extraction hit an I/O error or a full disk,
+  there is not enough free space, a needed program (``dar``) is missing;
+* ``2`` -- bad usage or unusable input: unknown option, missing argument, an
+  archive that is unsafe (absolute path, ``..``, link escaping DIR, device
+  node, fifo), truncated or corrupt, a non-empty DIR without ``--force``, a
+  DIR that is not an exploded backup;
+* ``130`` -- interrupted (Ctrl-C).
+
+Errors are one message and a hint, never a traceback (set
+``MAILDIRSYNC_IMPORT_DEBUG=1`` to see one for an unexpected internal error).
+Progress goes to standard error, results to standard output.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from typing import Optional
+
+import typer
+
+from importer import EXIT_FAILED, EXIT_OK, events, inspect as inspect_mod, report
+from importer import archive as archive_mod
+from importer.errors import BadInputError, ImporterError
+from importer.progress import human, make_progress
+
+app = typer.Typer(
+    name="maildirsync-import",
+    help="Import an SME Server / NethService full backup into NethServer: explode the archive "
+    "safely, inspect what will migrate, run the migration-import event and report every failure.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def _err(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _fail(e: ImporterError) -> typer.Exit:
+    _err(f"error: {e.message}")
+    if e.hint:
+        _err(f"hint: {e.hint}")
+    return typer.Exit(e.exit_code)
+
+
+def guarded(fn):
+    """Turn importer errors into a message and an exit code; never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except ImporterError as e:
+            raise _fail(e) from None
+        except typer.Exit:
+            raise
+        except KeyboardInterrupt:
+            _err("interrupted")
+            raise typer.Exit(130) from None
+        except Exception as e:  # noqa: BLE001 - last resort, see module doc
+            if os.environ.get("MAILDIRSYNC_IMPORT_DEBUG"):
+                raise
+            _err(f"internal error: {type(e).__name__}: {e}")
+            _err("hint: this is a bug; run again with MAILDIRSYNC_IMPORT_DEBUG=1 and report the traceback")
+            raise typer.Exit(EXIT_FAILED) from None
+
+    return wrapper
+
+
+@app.command()
+@guarded
+def explode(
+    archive: str = typer.Argument(
+        ..., metavar="ARCHIVE", help="smeserver.tgz (gzip, bzip2, xz or plain tar), or a dar set (full-*.dar or its directory)"
+    ),
+    dir: str = typer.Argument(archive_mod.DEFAULT_DIR, metavar="DIR", help="where to explode it"),
+    force: bool = typer.Option(False, "--force", "-f", help="extract even if DIR is not empty"),
+    skip_unsafe_links: bool = typer.Option(
+        False, "--skip-unsafe-links", help="leave out symbolic links pointing outside DIR instead of refusing the archive"
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress"),
+) -> None:
+    """Explode a backup archive into DIR, safely, keeping owners, modes and mtimes.
+
+    Members with absolute paths or '..', links pointing outside DIR, device nodes
+    and fifos make the whole archive refused before anything is written.
+    """
+    prog = make_progress(sys.stderr, quiet=quiet)
+    res = archive_mod.explode(
+        archive, dir, force=force, skip_unsafe_links=skip_unsafe_links, progress=prog, say=_err
+    )
+    if res.kind == "dar":
+        print(f"restored {len(res.steps)} dar archives into {res.dest}: {', '.join(res.steps)}")
+    else:
+        print(
+            f"exploded {res.archive} ({res.kind}) into {res.dest}: {res.files} files "
+            f"({human(res.bytes)}), {res.dirs} directories, {res.links} links in {res.seconds:.1f}s"
+        )
+    for member, reason in res.skipped:
+        print(f"WARNING skipped {member}: {reason}")
+    for w in res.warnings:
+        print(f"WARNING {w}")
+    print(f"next: maildirsync-import inspect {res.dest}")
+
+
+@app.command()
+@guarded
+def inspect(
+    dir: str = typer.Argument(..., metavar="DIR", help="the exploded backup"),
+    json_out: bool = typer.Option(False, "--json", help="print JSON for machines"),
+    dest_root: str = typer.Option(
+        inspect_mod.DEFAULT_DEST_ROOT, "--dest-root", help="destination mailboxes: <dest-root>/<user>@<domain>/Maildir"
+    ),
+    domain: Optional[str] = typer.Option(None, "--domain", help="mail domain (default: DomainName of the backup)"),
+) -> None:
+    """Show what will migrate: users and mailboxes, groups, pseudonyms, domains,
+    forwards, mail settings, custom templates, features to install, pitfalls."""
+    inv = inspect_mod.inspect_tree(dir, dest_root=dest_root, domain=domain)
+    if json_out:
+        print(inspect_mod.to_json(inv))
+    else:
+        sys.stdout.write(inspect_mod.render_text(inv))
+
+
+def _print_action(a: events.ActionResult, i: int, n: int) -> None:
+    tail = f" ({a.reason})" if a.reason else ""
+    _err(f"[{i}/{n}] {a.name}: {a.status} in {a.seconds:.1f}s{tail}")
+
+
+@app.command()
+@guarded
+def run(
+    dir: str = typer.Argument(..., metavar="DIR", help="the exploded backup"),
+    events_dir: Optional[str] = typer.Option(
+        None,
+        "--events-dir",
+        help=f"run the handlers of <events-dir>/{events.EVENT}/ with the built-in runner "
+        f"(default when {events.SIGNAL_EVENT} is absent: {events.DEFAULT_EVENTS_DIR})",
+    ),
+    signal_event: str = typer.Option(events.SIGNAL_EVENT, "--signal-event", help="NethServer's signal-event program"),
+    syslog: str = typer.Option(report.SYSLOG, "--syslog", help="system log scanned for the run's time window"),
+    json_out: bool = typer.Option(False, "--json", help="print the report as JSON"),
+    dest_root: str = typer.Option(inspect_mod.DEFAULT_DEST_ROOT, "--dest-root", help="destination mailboxes root"),
+    domain: Optional[str] = typer.Option(None, "--domain", help="mail domain (default: DomainName of the backup)"),
+) -> None:
+    """Signal migration-import on DIR and report every failure.
+
+    Checks first (the databases exist, DIR is readable, what inspect warns about),
+    then runs signal-event -j when installed, else the built-in runner.
+    """
+    inv = inspect_mod.inspect_tree(dir, dest_root=dest_root, domain=domain)
+    if inv.missing_dbs:
+        raise BadInputError(
+            f"{dir} lacks {', '.join(inv.missing_dbs)}",
+            "explode the full backup again; migration-import needs the e-smith databases",
+        )
+    warnings = [f"WARNING [{p.kind}] {p.subject}: {p.message}" for p in inv.pitfalls]
+    warnings += [f"WARNING {t.path}: {t.warning}" for t in inv.templates]
+    if not json_out:
+        print("Checks before the import:")
+        for line in warnings:
+            print(f"  {line}")
+        print()
+    mark = report.mark_syslog(syslog)
+    run_ = events.choose_and_run(
+        os.path.abspath(dir),
+        events_dir=events_dir,
+        signal_event=signal_event,
+        on_action=None if json_out else _print_action,
+    )
+    rep = report.build_report(run_, mark)
+    if json_out:
+        import json
+
+        print(json.dumps({"checks": warnings, "report": report.to_dict(rep)}, indent=2))
+    else:
+        sys.stdout.write(report.render_text(rep))
+    raise typer.Exit(rep.exit_code)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point; returns the exit code."""
+    try:
+        app(args=argv, prog_name="maildirsync-import")
+    except SystemExit as e:
+        code = e.code
+        if code is None:
+            return EXIT_OK
+        if isinstance(code, int):
+            return code
+        _err(str(code))
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""Fixtures for the importer tests (builders in importer_fixtures.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from importer.cli import app
+from importer_fixtures import build_sme_tree
+
+
+@pytest.fixture
+def sme_tree(tmp_path: Path) -> Path:
+    return build_sme_tree(tmp_path / "migration")
+
+
+
+
+@dataclass
+class Ran:
+    exit_code: int
+    stdout: str
+    stderr: str
+    exception: BaseException | None
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+@pytest.fixture
+def cli():
+    """Run ``maildirsync-import`` in-process; asserts there is never a traceback."""
+    runner = CliRunner()
+
+    def run(*args: str) -> Ran:
+        res = runner.invoke(app, [str(a) for a in args])
+        r = Ran(res.exit_code, res.stdout, res.stderr, res.exception)
+        assert "Traceback" not in r.output, r.output
+        if res.exception is not None:
+            assert isinstance(res.exception, SystemExit), repr(res.exception)
+        return r
+
+    return run
