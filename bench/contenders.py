@@ -1,0 +1,244 @@
+"""The three ways to pull the source's mail, each measured the same way.
+
+* ``script``: what ``sync_maildirs.sh`` does: one ``rsync -r -l -t --delete`` per user, each with its
+  own ssh connection, into ``<dest>/<user>@<domain>/Maildir``.
+* ``rsync``: one rsync of the whole tree (users' directory and admin's Maildir in one connection) with the
+  same flags: the strongest rsync. It mirrors the source layout (``users/<user>/Maildir``, ``Maildir``),
+  since one rsync cannot rename ``<user>`` to ``<user>@<domain>``.
+* ``maildirsync``: the SSH sync CLI into ``<dest>/<user>@<domain>/Maildir``.
+
+A run is measured from the outside: wall clock around the client, CPU and peak RSS from ``wait4`` on it
+(which covers the descendants it reaped: ssh, rsync's receiver), bytes from the wire counters.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.netlab import Network
+from bench.verify import MAILDIRSYNC_POLICY, RSYNC_POLICY, Policy
+
+RSYNC_FLAGS = ["-r", "-l", "-t", "--delete"]
+
+
+@dataclass
+class Exec:
+    returncode: int
+    wall_s: float
+    cpu_s: float
+    maxrss_kib: int
+    stdout: str
+    stderr: str
+
+
+def run_measured(argv: list[str]) -> Exec:
+    """Run ``argv`` and account for it and the descendants it waited for."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+        # wait4 rather than Popen.wait: it hands back the rusage of the child and what it reaped.
+        _pid, status, ru = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        return Exec(proc.returncode, wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss,
+                    out.read().decode(errors="replace"), err.read().decode(errors="replace"))
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    wall_s: float
+    cpu_s: float
+    maxrss_kib: int
+    app_bytes: int | None = None  # what the tool says it moved (rsync --stats sent+received)
+    files_transferred: int | None = None
+    error: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+_STATS = {
+    "files": re.compile(r"Number of regular files transferred:\s*([\d,]+)"),
+    "sent": re.compile(r"Total bytes sent:\s*([\d,]+)"),
+    "received": re.compile(r"Total bytes received:\s*([\d,]+)"),
+}
+
+
+def rsync_stats(text: str) -> dict[str, int]:
+    return {k: int(m.group(1).replace(",", "")) for k, rx in _STATS.items() if (m := rx.search(text))}
+
+
+def make_empty_maildir(path: Path) -> None:
+    for sub in ("cur", "new", "tmp"):
+        (path / sub).mkdir(parents=True, exist_ok=True)
+
+
+class Contender:
+    key = ""
+    label = ""
+    policy: Policy = RSYNC_POLICY
+
+    def __init__(self, net: Network, source: dict[str, Path], users_dir: Path, domain: str, work: Path):
+        self.net, self.source, self.users_dir, self.domain, self.work = net, source, users_dir, domain, Path(work)
+        self.dest = self.work / f"dst-{self.key}"
+
+    def unavailable(self) -> str | None:
+        """Why this contender cannot run here, or None."""
+        return None
+
+    def dest_maildirs(self) -> dict[str, Path]:
+        return {u: self.dest / f"{u}@{self.domain}" / "Maildir" for u in self.source}
+
+    def reset(self) -> None:
+        """A fresh destination with the empty mailboxes NethServer would have created."""
+        if self.dest.exists():
+            subprocess.run(["rm", "-rf", str(self.dest)], check=True)
+        for md in self.dest_maildirs().values():
+            make_empty_maildir(md)
+
+    def remote(self, path: Path) -> str:
+        return f"root@{self.net.host}:{path}"
+
+    def rsync_argv(self, sources: list[str], dest: Path) -> list[str]:
+        return self.net.wrap(["rsync", *RSYNC_FLAGS, "--stats", "-e", shlex.join(self.net.ssh_command()),
+                              *sources, str(dest)])
+
+    def run(self) -> Outcome:
+        raise NotImplementedError
+
+
+class ScriptLoop(Contender):
+    key, label = "script", "(a) rsync per user"
+
+    def run(self) -> Outcome:
+        total = Outcome(True, 0.0, 0.0, 0, 0, 0)
+        t0 = time.perf_counter()
+        for user in sorted(self.source):
+            e = run_measured(self.rsync_argv([self.remote(self.source[user]) + "/"],
+                                             self.dest_maildirs()[user]))
+            stats = rsync_stats(e.stdout)
+            total.cpu_s += e.cpu_s
+            total.maxrss_kib = max(total.maxrss_kib, e.maxrss_kib)
+            total.app_bytes += stats.get("sent", 0) + stats.get("received", 0)
+            total.files_transferred += stats.get("files", 0)
+            if e.returncode != 0 and total.ok:
+                total.ok, total.error = False, f"rsync for {user} exited {e.returncode}: {e.stderr.strip()[-500:]}"
+        total.wall_s = time.perf_counter() - t0
+        return total
+
+
+class WholeTree(Contender):
+    key, label = "rsync", "(b) rsync whole tree"
+
+    def dest_maildirs(self) -> dict[str, Path]:
+        return {u: (self.dest / "Maildir" if u == "admin" else self.dest / "users" / u / "Maildir")
+                for u in self.source}
+
+    def run(self) -> Outcome:
+        sources = [self.remote(self.users_dir)]
+        if "admin" in self.source:
+            sources.append(self.remote(self.source["admin"]))
+        e = run_measured(self.rsync_argv(sources, self.dest))
+        stats = rsync_stats(e.stdout)
+        out = Outcome(e.returncode == 0, e.wall_s, e.cpu_s, e.maxrss_kib,
+                      stats.get("sent", 0) + stats.get("received", 0), stats.get("files"))
+        if e.returncode != 0:
+            out.error = f"rsync exited {e.returncode}: {e.stderr.strip()[-500:]}"
+        return out
+
+
+class Maildirsync(Contender):
+    key, label = "maildirsync", "(c) maildirsync"
+    policy = MAILDIRSYNC_POLICY
+
+    def __init__(self, *args, jobs: int | None = None, **kw):
+        super().__init__(*args, **kw)
+        self.state = self.work / "state-maildirsync"
+        self.jobs = jobs
+        self.exe = Path(sys.executable).with_name("maildirsync")
+
+    def unavailable(self) -> str | None:
+        if not self.exe.exists():
+            return f"{self.exe} not installed"
+        try:
+            r = subprocess.run([str(self.exe), "--help"], capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return f"maildirsync --help failed: {exc}"
+        text = r.stdout + r.stderr
+        if r.returncode != 0 or "--users-dir" not in text:
+            last = (text.strip().splitlines() or ["no output"])[-1]
+            return f"the SSH sync CLI is not there yet (maildirsync --help: exit {r.returncode}, {last[:200]})"
+        return None
+
+    def reset(self) -> None:
+        super().reset()
+        if self.state.exists():
+            subprocess.run(["rm", "-rf", str(self.state)], check=True)
+        self.state.mkdir(parents=True)
+
+    def run(self) -> Outcome:
+        n = self.net
+        argv = [str(self.exe), "-s", n.host, "-p", str(n.port), "-i", str(n.server.client_key),
+                "--known-hosts", str(n.known_hosts), "--state-dir", str(self.state), "--dest-root", str(self.dest),
+                "--domain", self.domain, "--users-dir", str(self.users_dir), "--json"]
+        if "admin" in self.source:
+            argv += ["--admin-maildir", str(self.source["admin"])]
+        if self.jobs:
+            argv += ["-j", str(self.jobs)]
+        e = run_measured(n.wrap(argv))
+        summary = _last_json(e.stdout)
+        out = Outcome(e.returncode == 0, e.wall_s, e.cpu_s, e.maxrss_kib,
+                      _find_number(summary, ("bytes_received", "bytes_in", "bytes")),
+                      _find_number(summary, ("fetched", "files_transferred", "downloaded")))
+        out.extra = {"summary": _scalars(summary)}
+        if e.returncode != 0:
+            out.error = f"maildirsync exited {e.returncode}: {(e.stderr.strip() or e.stdout.strip())[-800:]}"
+        return out
+
+
+def _last_json(text: str):
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    for line in reversed(text.strip().splitlines()):
+        try:
+            return json.loads(line)
+        except ValueError:
+            continue
+    return None
+
+
+def _find_number(obj, keys: tuple[str, ...]) -> int | None:
+    """The first top-level (or ``totals``/``summary``) integer under one of ``keys``."""
+    if not isinstance(obj, dict):
+        return None
+    for scope in (obj, obj.get("totals"), obj.get("summary")):
+        if isinstance(scope, dict):
+            for k in keys:
+                if isinstance(scope.get(k), int):
+                    return scope[k]
+    return None
+
+
+def _scalars(obj) -> dict:
+    if not isinstance(obj, dict):
+        return {}
+    out = {k: v for k, v in obj.items() if isinstance(v, (int, float, str, bool))}
+    for k in ("totals", "summary"):
+        if isinstance(obj.get(k), dict):
+            out[k] = {kk: vv for kk, vv in obj[k].items() if isinstance(vv, (int, float, str, bool))}
+    return out
+
+
+CONTENDERS = {"script": ScriptLoop, "rsync": WholeTree, "maildirsync": Maildirsync}
