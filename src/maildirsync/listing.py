@@ -90,7 +90,7 @@ def _top_file(box: Mailbox, f: Folder, folder: bytes, e, name: bytes) -> None:
     if maildir.classify(name) is not FileKind.CONTROL:
         return
     if e.kind != FILE:
-        box.rejected.append(f"{maildir.show(e.rel)}: not a regular file, skipped")
+        box.rejected.append(f"{maildir.show(e.rel)}: not a regular file")
         return
     if name == b"subscriptions" and folder != INBOX:
         return
@@ -104,7 +104,7 @@ def _message(box: Mailbox, f: Folder, e, subdir: bytes, name: bytes, sep: bytes)
     if why is None and e.kind != FILE:
         why = "symbolic link, not followed" if e.kind == LINK else "not a regular file"
     if why:
-        box.rejected.append(f"{maildir.show(e.rel)}: {why}, skipped")
+        box.rejected.append(f"{maildir.show(e.rel)}: {why}")
         return
     parsed = maildir.parse_name(name, sep)
     old = f.msgs.get(parsed.base)
@@ -112,6 +112,6 @@ def _message(box: Mailbox, f: Folder, e, subdir: bytes, name: bytes, sep: bytes)
     # files really share a base. cur/ is the later state of a message, so it wins.
     if old is not None and (old.subdir == b"cur" or subdir == b"new"):
         if old.subdir == subdir:
-            box.rejected.append(f"{maildir.show(e.rel)}: another file in this folder has the same base, skipped")
+            box.rejected.append(f"{maildir.show(e.rel)}: another file in this folder has the same base")
         return
     f.msgs[parsed.base] = Msg(subdir, name, e.size, e.mtime_ns, parsed)

@@ -1,0 +1,184 @@
+"""The command line. It parses, calls the engine and renders; the decisions live elsewhere.
+
+Exit codes (README.md, "Exit codes"): 0 done or nothing to do; 1 a user failed; 2 bad usage or input;
+3 dry run with changes pending; 4 another run holds the index; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from . import engine, local, report
+from .errors import EXIT_INTERRUPTED, MaildirsyncError, UsageError
+
+DEFAULT_STATE = Path("/var/lib/maildirsync")
+
+app = typer.Typer(
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    help="Maildir-aware incremental mailbox sync from an SME Server / NethService host to NethServer.",
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+
+
+def parse_owner(spec: Optional[str]) -> tuple[int, int] | None:
+    if spec is None:
+        return engine.default_owner()
+    if spec in ("", "none", "keep"):
+        return None
+    import grp
+    import pwd
+
+    user, _, group = spec.partition(":")
+    try:
+        uid = int(user) if user.isdigit() else pwd.getpwnam(user).pw_uid
+        gid = int(group) if group.isdigit() else grp.getgrnam(group or user).gr_gid
+    except KeyError as e:
+        raise UsageError(f"--owner {spec}: no such user or group {e}") from None
+    return uid, gid
+
+
+@contextmanager
+def interruptible():
+    """Ctrl-C sets a flag: the message in flight is finished, the index committed, then we stop."""
+    stop = threading.Event()
+    old = signal.getsignal(signal.SIGINT)
+
+    def handler(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print("\ninterrupt: finishing the message in flight (Ctrl-C again to abort now)", file=sys.stderr)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGTERM, handler)
+    try:
+        yield stop
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, old)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def render(result: engine.RunResult, as_json: bool, verbose: int) -> int:
+    if as_json:
+        print(report.to_json(result))
+    else:
+        if verbose or result.dry_run:
+            for u in result.users:
+                if verbose:
+                    report.print_actions(u, sys.stdout, verbose)
+        report.print_summary(result)
+    return result.exit_code
+
+
+def execute(jobs, source, state, opts, as_json: bool, verbose: int, command: str, notes=()) -> int:
+    progress = report.Progress(len(jobs), enabled=None if not as_json else False)
+    with interruptible() as stop:
+        result = engine.run(
+            jobs,
+            source,
+            state,
+            opts,
+            command=command,
+            stop=stop,
+            progress=progress.advance,
+            on_user=progress.user_done,
+        )
+    progress.close()
+    result.notes[:0] = list(notes)
+    return render(result, as_json, verbose)
+
+
+def fail(e: MaildirsyncError, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"error": e.message, "exit_code": e.exit_code}))
+    else:
+        print(f"maildirsync: error: {e.message}", file=sys.stderr)
+    raise typer.Exit(e.exit_code)
+
+
+DryRun = typer.Option(False, "-n", "--dry-run", help="Print the plan; change nothing (the index included).")
+Verbose = typer.Option(0, "-v", "--verbose", count=True, help="List every action (-vv: index-only ones too).")
+AsJson = typer.Option(False, "--json", help="Machine-readable report on stdout.")
+NoDelete = typer.Option(False, "--no-delete", help="Never delete on the destination.")
+MaxDelete = typer.Option(
+    50.0, "--max-delete", min=0, max=100, help="Refuse to delete more than this percent of a folder's synced messages."
+)
+StateOpt = typer.Option(
+    None, "--state-dir", help=f"Where the index lives (default {DEFAULT_STATE}).", envvar="MAILDIRSYNC_STATE_DIR"
+)
+OwnerOpt = typer.Option(None, "--owner", help="USER:GROUP for what we create (default vmail:vmail if it exists; 'keep').")
+JobsOpt = typer.Option(1, "-j", "--jobs", min=1, max=64, help="Users synced in parallel.")
+
+
+@app.callback(invoke_without_command=True)
+def root(
+    ctx: typer.Context,
+    source_host: Optional[str] = typer.Option(None, "-s", "--source", metavar="IPADDR", help="Pull from this host over SSH."),
+    port: int = typer.Option(22, "-p", "--port", help="SSH port on the source host."),
+    dry_run: bool = DryRun,
+    type_: str = typer.Option("sme8", "-t", "--type", metavar="sme8|ns6", help="Source layout."),
+    verbose: int = Verbose,
+    as_json: bool = AsJson,
+) -> None:
+    """maildirsync -s IPADDR [-p PORT] [-n] [-t sme8|ns6]: re-synchronise every mailbox from the source."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if source_host is None:
+        print(ctx.get_help())
+        raise typer.Exit(2)
+    fail(UsageError("pulling over SSH (-s) is not available yet in this build"), as_json)
+
+
+@app.command("sync")
+def sync_cmd(
+    source: Path = typer.Argument(..., help="A Maildir, or a directory of <user>/Maildir."),
+    dest: Path = typer.Argument(..., help="A Maildir, or a directory of <user>/Maildir."),
+    dry_run: bool = DryRun,
+    verbose: int = Verbose,
+    as_json: bool = AsJson,
+    no_delete: bool = NoDelete,
+    max_delete: float = MaxDelete,
+    state_dir: Optional[Path] = StateOpt,
+    owner: Optional[str] = OwnerOpt,
+    jobs: int = JobsOpt,
+    user: list[str] = typer.Option([], "-u", "--user", help="Only this user (repeatable)."),
+    create: bool = typer.Option(False, "--create", help="Create destination mailboxes that do not exist yet."),
+) -> None:
+    """Sync between two local trees (a mounted disk, an exploded backup)."""
+    try:
+        jobs_list, key, notes = local.jobs(source, dest, user, create)
+        opts = engine.RunOptions(
+            dry_run=dry_run,
+            plan=engine.Options(delete=not no_delete, max_delete=max_delete),
+            owner=parse_owner(owner),
+            jobs=jobs,
+        )
+        state = engine.state_dir_for(state_dir or DEFAULT_STATE, key)
+        code = execute(jobs_list, local.LocalSource(), state, opts, as_json, verbose, "maildirsync sync", notes)
+    except MaildirsyncError as e:
+        fail(e, as_json)
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        print("maildirsync: aborted", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,337 @@
+"""One sync run: for each user, list both sides, plan against the index, apply, record.
+
+The CLI and the importer call :func:`run`; everything a person sees comes back in :class:`RunResult`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import xxhash
+
+from . import keywords, listing, maildir
+from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_PENDING
+from .executor import Executor, Outcome, clean_tmp
+from .index import FolderState, Index, StateDir
+from .plan import (
+    ADOPT, CONFLICT, CONTROL, COPY, DELETE, FETCH, INDEX_ONLY, MOVE, REFETCH, RENAME, Inputs, Options, Plan, make_plan,
+)  # fmt: skip
+from .transport import LocalSource, RawScan, Source, SourceError
+
+# A directory stamp is trusted only if the directory had not changed for this long when we listed it:
+# a change within the same clock tick as the listing would otherwise leave the mtime as we saw it.
+STAMP_MARGIN_NS = 2_000_000_000
+
+COUNTED = {
+    "new": (FETCH,),
+    "renamed": (RENAME,),
+    "moved": (MOVE, COPY),
+    "deleted": (DELETE,),
+    "conflicts": (CONFLICT,),
+    "adopted": (ADOPT,),
+    "refetched": (REFETCH,),
+    "control": (CONTROL,),
+}
+
+
+@dataclass(slots=True)
+class UserJob:
+    user: str
+    src_root: bytes
+    dst_root: bytes
+    create: bool = False  # create the destination Maildir if it does not exist
+
+
+@dataclass(slots=True)
+class UserResult:
+    user: str
+    status: str  # ok | changed | pending (dry run) | failed
+    reason: str = ""
+    plan: Plan | None = None
+    outcome: Outcome | None = None
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def counts(self) -> dict[str, int]:
+        acts = self.outcome.done if self.outcome is not None else (self.plan.actions if self.plan else [])
+        out = {k: sum(1 for a in acts if a.kind in kinds) for k, kinds in COUNTED.items()}
+        out["failed"] = len(self.outcome.failed) if self.outcome is not None else 0
+        out["bytes"] = (
+            self.outcome.bytes
+            if self.outcome is not None
+            else sum(a.size for a in acts if a.kind in (FETCH, REFETCH, CONFLICT))
+        )
+        return out
+
+
+@dataclass(slots=True)
+class RunResult:
+    users: list[UserResult]
+    dry_run: bool
+    interrupted: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        if self.interrupted:
+            return EXIT_INTERRUPTED
+        if any(u.status == "failed" for u in self.users):
+            return EXIT_FAILED
+        if self.dry_run and any(u.status == "pending" for u in self.users):
+            return EXIT_PENDING
+        return EXIT_OK
+
+
+@dataclass(slots=True)
+class RunOptions:
+    dry_run: bool = False
+    plan: Options = field(default_factory=Options)
+    owner: tuple[int, int] | None = None
+    jobs: int = 1
+
+
+def default_owner() -> tuple[int, int] | None:
+    """vmail:vmail when that user exists (NethServer), else leave ownership as it falls."""
+    import grp
+    import pwd
+
+    try:
+        return pwd.getpwnam("vmail").pw_uid, grp.getgrnam("vmail").gr_gid
+    except KeyError:
+        return None
+
+
+def run(
+    jobs: Sequence[UserJob],
+    source: Source,
+    state: StateDir,
+    opts: RunOptions,
+    *,
+    command: str = "maildirsync",
+    stop: threading.Event | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+    on_user: Callable[[UserResult], None] | None = None,
+) -> RunResult:
+    """Sync every job. Takes the index lock for the whole run (raises IndexBusy if held)."""
+    stop = stop or threading.Event()
+    state.acquire(command)
+    try:
+        index, note = state.open_index(readonly=opts.dry_run)
+        result = RunResult([], opts.dry_run, notes=[note] if note else [])
+        try:
+
+            def one(job: UserJob) -> UserResult:
+                if stop.is_set():
+                    return UserResult(job.user, "failed", "not started: interrupted")
+                r = sync_user(job, source, index, opts, stop, progress)
+                if on_user is not None:
+                    on_user(r)
+                return r
+
+            if opts.jobs > 1 and len(jobs) > 1:
+                with ThreadPoolExecutor(max_workers=opts.jobs) as pool:
+                    result.users = list(pool.map(one, jobs))
+            else:
+                result.users = [one(j) for j in jobs]
+        finally:
+            index.close()
+        result.interrupted = stop.is_set()
+        return result
+    finally:
+        state.release()
+
+
+def sync_user(
+    job: UserJob,
+    source: Source,
+    index: Index,
+    opts: RunOptions,
+    stop: threading.Event,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> UserResult:
+    t0 = time.monotonic()
+    r = _sync_user(job, source, index, opts, stop, progress)
+    r.seconds = time.monotonic() - t0
+    return r
+
+
+def _sync_user(job, source, index, opts, stop, progress) -> UserResult:
+    user = job.user.encode()
+    try:
+        if not source.exists(job.src_root):
+            return UserResult(job.user, "failed", f"source Maildir {maildir.show(job.src_root)} not found")
+        recs = index.user_records(user)
+        states = index.user_folders(user)
+        known = {
+            (f + b"/" if f else b"") + sub: m for f, st in states.items() for sub, m in st.dir_mtimes.items()
+        }
+        src = listing.build(source.scan(job.src_root, known))
+    except SourceError as e:
+        return UserResult(job.user, "failed", f"cannot read the source: {e}")
+    _fill_unchanged(src, recs)
+
+    dst_exists = os.path.isdir(job.dst_root)
+    if not dst_exists and not job.create:
+        return UserResult(
+            job.user,
+            "failed",
+            f"destination Maildir {maildir.show(job.dst_root)} does not exist: create the user on the destination "
+            "first (or pass --create)",
+        )
+    try:
+        dst = listing.build(LocalSource().scan(job.dst_root, {})) if dst_exists else listing.build(RawScan())
+    except SourceError as e:
+        return UserResult(job.user, "failed", f"cannot read the destination: {e}")
+
+    ctl_hash = _dst_control_hashes(job.dst_root, dst, states)
+    kw = _keyword_translations(source, job, src, dst, states, ctl_hash)
+    plan = make_plan(Inputs(src, dst, recs, states, ctl_hash, kw, opts.plan))
+    warnings = list(plan.warnings) + [f"skipped {w}" for w in src.rejected]
+    if src.errors:
+        warnings += [f"unreadable on the source: {e}" for e in src.errors]
+
+    if opts.dry_run:
+        changes = plan.changes()
+        status = "failed" if (src.errors or src.rejected) else ("pending" if changes else "ok")
+        return UserResult(job.user, status, _problems(src), plan, None, warnings)
+
+    if not dst_exists:
+        parent = os.path.dirname(job.dst_root)
+        os.makedirs(parent, mode=0o700, exist_ok=True)
+    clean_tmp(job.dst_root, dst.folders)
+    ex = Executor(
+        user,
+        source,
+        job.src_root,
+        job.dst_root,
+        index.batch(),
+        owner=opts.owner,
+        keywords=kw,
+        stop=stop,
+        progress=(lambda n, b: progress(job.user, n, b)) if progress else None,
+    )
+    out = ex.run(plan)
+    _record_folders(ex.batch, user, src, states, plan, out)
+    status = "changed" if any(a.kind not in INDEX_ONLY for a in out.done) else "ok"
+    reason = ""
+    if out.fatal:
+        status, reason = "failed", out.fatal
+    elif out.failed or src.errors or src.rejected:
+        status = "failed"
+        reason = "; ".join(x for x in (_problems(src), f"{len(out.failed)} action(s) failed" if out.failed else "") if x)
+    elif out.interrupted:
+        status, reason = "failed", "interrupted"
+    res = UserResult(job.user, status, reason, plan, out, warnings)
+    ex.batch.put_user(
+        user, {"time": time.time(), "status": status, "reason": reason, "counts": res.counts(), "dry_run": False}
+    )
+    ex.batch.commit()
+    return res
+
+
+def _problems(src: listing.Mailbox) -> str:
+    parts = []
+    if src.errors:
+        parts.append(f"{len(src.errors)} source director{'y' if len(src.errors) == 1 else 'ies'} unreadable")
+    if src.rejected:
+        parts.append(f"{len(src.rejected)} source entr{'y' if len(src.rejected) == 1 else 'ies'} skipped")
+    return "; ".join(parts)
+
+
+def _fill_unchanged(src: listing.Mailbox, recs) -> None:
+    """A cur/ or new/ the transport did not re-read (same mtime as last time) holds what the index says."""
+    if not any(f.unchanged for f in src.folders.values()):
+        return
+    if not any(m.parsed.sep for f in src.folders.values() for m in f.msgs.values()):
+        src.sep = maildir.detect_separator(r.src_name for fr in recs.values() for r in fr.values())
+    for folder, f in src.folders.items():
+        for base, rec in recs.get(folder, {}).items():
+            if rec.src_subdir in f.unchanged and base not in f.msgs:
+                f.msgs[base] = listing.Msg(
+                    rec.src_subdir, rec.src_name, rec.size, rec.mtime_ns, maildir.parse_name(rec.src_name, src.sep)
+                )
+
+
+def _dst_control_hashes(root: bytes, dst: listing.Mailbox, states: dict[bytes, FolderState]):
+    """Current hashes of the destination control files we have a record of. A file whose size and mtime
+    are as we left them is taken as unchanged; any other is read."""
+    out = {}
+    for folder, st in states.items():
+        df = dst.folders.get(folder)
+        if df is None:
+            continue
+        for name, ctl in st.controls.items():
+            have = df.controls.get(name)
+            if have is None:
+                continue
+            if have == (ctl.dst_size, ctl.dst_mtime_ns):
+                out[(folder, name)] = ctl.dst_hash
+                continue
+            p = (root + b"/" + folder if folder else root) + b"/" + name
+            try:
+                with open(p, "rb") as fh:
+                    out[(folder, name)] = xxhash.xxh3_128_hexdigest(fh.read())
+            except OSError:
+                pass
+    return out
+
+
+def _keyword_translations(source, job, src, dst, states, ctl_hash) -> dict[bytes, keywords.Translation]:
+    """Folders whose destination ``dovecot-keywords`` is the destination server's own (not what we
+    carried): source letters must be translated by name."""
+    out = {}
+    for folder, sf in src.folders.items():
+        df = dst.folders.get(folder)
+        if df is None or b"dovecot-keywords" not in df.controls or b"dovecot-keywords" not in sf.controls:
+            continue
+        st = states.get(folder)
+        ctl = st.controls.get(b"dovecot-keywords") if st else None
+        if ctl is not None and ctl_hash.get((folder, b"dovecot-keywords")) == ctl.dst_hash:
+            continue  # still ours: it is carried, letters mean the same on both sides
+        srel = (folder + b"/" if folder else b"") + b"dovecot-keywords"
+        p = (job.dst_root + b"/" + folder if folder else job.dst_root) + b"/dovecot-keywords"
+        try:
+            with open(p, "rb") as fh:
+                mine = fh.read()
+        except OSError:
+            continue
+        theirs = source.read(job.src_root, srel)
+        t = keywords.translate(theirs, mine)
+        if t.table or t.added:
+            out[folder] = t
+    return out
+
+
+def _record_folders(batch, user: bytes, src: listing.Mailbox, states, plan: Plan, out: Outcome) -> None:
+    failed_folders = {a.folder for a, _ in out.failed} | {a.from_folder for a, _ in out.failed if a.from_folder}
+    done_kinds_incomplete = out.fatal is not None or out.interrupted
+    for folder, f in src.folders.items():
+        st = states.get(folder) or FolderState()
+        new = FolderState(dict(), dict(st.controls))
+        for (cf, name), ctl in out.controls.items():
+            if cf == folder and ctl is not None:
+                new.controls[name] = ctl
+        trusted = (
+            not done_kinds_incomplete
+            and folder not in failed_folders
+            and folder not in plan.held
+            and not src.errors
+            and src.now_ns is not None
+        )
+        if trusted:
+            for sub, m in f.dir_mtimes.items():
+                if m <= src.now_ns - STAMP_MARGIN_NS:
+                    new.dir_mtimes[sub] = m
+        if new.dir_mtimes != st.dir_mtimes or new.controls != st.controls or folder not in states:
+            batch.put_folder(user, folder, new)
+
+
+def state_dir_for(base: Path, key: str) -> StateDir:
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in key)
+    return StateDir(base / safe)

@@ -1,0 +1,460 @@
+"""Apply a plan to one destination Maildir.
+
+Safety rules (DESIGN.md §4), and how this module keeps them:
+- A message reaches ``new/`` or ``cur/`` only complete: it is written under ``tmp/``, hashed while it
+  streams, size-checked, fsynced, given its mtime, and only then linked into place.
+- Nothing is ever overwritten by accident: files are put in place with link(2), which fails if the name
+  is taken, and renames keep the inode (link, then unlink the old name).
+- The index learns of a change only after the change is durable: index updates are held in a batch
+  and committed after the directories they touched have been fsynced.
+- Nothing is written outside the destination Maildir: every directory written to is checked to be a
+  real directory (not a symbolic link) under the root, and names come validated from the listing.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import xxhash
+
+from . import maildir
+from .index import Batch, Ctl, Rec
+from .keywords import Translation, render
+from .plan import (
+    ADOPT, CONFLICT, CONTROL, COPY, DELETE, FETCH, FORGET, MKDIR, MOVE, RECORD, REFETCH, RENAME, Action, Plan,
+)  # fmt: skip
+from .transport import CHUNK, Source, SourceError
+
+TMP_PREFIX = b"maildirsync."
+COMMIT_EVERY = 512  # actions per index transaction
+COMMIT_SECONDS = 2.0
+
+
+class DiskFull(Exception):
+    pass
+
+
+class Stopped(Exception):
+    pass
+
+
+@dataclass(slots=True)
+class Outcome:
+    done: list[Action] = field(default_factory=list)
+    failed: list[tuple[Action, str]] = field(default_factory=list)
+    bytes: int = 0
+    fatal: str | None = None  # why the user's run stopped early (disk full, connection lost)
+    interrupted: bool = False
+    controls: dict[tuple[bytes, bytes], Ctl | None] = field(default_factory=dict)
+
+
+def rel(folder: bytes, subdir: bytes, name: bytes) -> bytes:
+    return (folder + b"/" if folder else b"") + subdir + b"/" + name
+
+
+def hash_file(path: bytes) -> tuple[bytes, int]:
+    h = xxhash.xxh3_128()
+    n = 0
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        while b := os.read(fd, CHUNK):
+            h.update(b)
+            n += len(b)
+    finally:
+        os.close(fd)
+    return h.digest(), n
+
+
+class Executor:
+    def __init__(
+        self,
+        user: bytes,
+        source: Source,
+        src_root: bytes,
+        dst_root: bytes,
+        batch: Batch,
+        *,
+        owner: tuple[int, int] | None = None,
+        keywords: dict[bytes, Translation] | None = None,
+        stop: threading.Event | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ):
+        self.user, self.source, self.src_root, self.root = user, source, src_root, dst_root
+        self.batch, self.owner = batch, owner
+        self.keywords = keywords or {}
+        self.stop = stop or threading.Event()
+        self.progress = progress or (lambda files, nbytes: None)
+        self.out = Outcome()
+        self._dirty_dirs: set[bytes] = set()
+        self._pending: list[Action] = []
+        self._last_commit = time.monotonic()
+        self._checked: dict[bytes, str | None] = {}
+        self._tmp_n = 0
+        self._fallback: list[Action] = []
+
+    # --- paths -----------------------------------------------------------------------------------------
+    def folder_path(self, folder: bytes) -> bytes:
+        return self.root + b"/" + folder if folder else self.root
+
+    def path(self, folder: bytes, where: tuple[bytes, bytes]) -> bytes:
+        return self.folder_path(folder) + b"/" + where[0] + b"/" + where[1]
+
+    def check_folder(self, folder: bytes) -> None:
+        """Refuse to write through a symbolic link or into anything that is not a real Maildir folder."""
+        why = self._checked.get(folder, "")
+        if why == "":
+            why = None
+            base = self.folder_path(folder)
+            for p in (base, base + b"/cur", base + b"/new", base + b"/tmp"):
+                try:
+                    st = os.lstat(p)
+                except FileNotFoundError:
+                    why = f"{maildir.show(p)} is missing"
+                    break
+                if not stat.S_ISDIR(st.st_mode):
+                    why = f"{maildir.show(p)} is not a directory (a symbolic link?): not written through"
+                    break
+            self._checked[folder] = why
+        if why:
+            raise OSError(errno.ENOTDIR, why)
+
+    def tmp_path(self, folder: bytes) -> bytes:
+        self._tmp_n += 1
+        return self.folder_path(folder) + b"/tmp/" + TMP_PREFIX + b"%d.%d" % (os.getpid(), self._tmp_n)
+
+    # --- the run ---------------------------------------------------------------------------------------
+    def run(self, plan: Plan) -> Outcome:
+        fetches: list[Action] = []
+        try:
+            for a in plan.actions:
+                if a.kind in (FETCH, REFETCH, CONFLICT):
+                    fetches.append(a)
+                    continue
+                if fetches:
+                    # Everything after the fetches in plan order (deletes, control files) waits for them.
+                    self.fetch_all(fetches)
+                    fetches = []
+                self.one(a)
+            self.fetch_all(fetches + self._fallback)
+        except Stopped:
+            self.out.interrupted = True
+        except DiskFull as e:
+            self.out.fatal = f"the destination disk is full ({e}); free space and run again"
+        except SourceError as e:
+            self.out.fatal = f"the source stopped answering: {e}"
+        finally:
+            self.commit(force=True)
+        return self.out
+
+    def one(self, a: Action) -> None:
+        if self.stop.is_set():
+            raise Stopped
+        try:
+            getattr(self, "do_" + a.kind)(a)
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                self.out.failed.append((a, "no space left on the destination"))
+                raise DiskFull(e.strerror) from e
+            self.out.failed.append((a, e.strerror if not e.filename and e.strerror else str(e)))
+            return
+        self.finished(a)
+
+    def finished(self, a: Action, nbytes: int = 0) -> None:
+        self.out.done.append(a)
+        self.out.bytes += nbytes
+        self.progress(1, nbytes)
+        self.commit()
+
+    def commit(self, force: bool = False) -> None:
+        """Make the finished work durable, then let the index know of it."""
+        if not force and len(self.batch) < COMMIT_EVERY and time.monotonic() - self._last_commit < COMMIT_SECONDS:
+            return
+        for d in self._dirty_dirs:
+            try:
+                fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            except OSError:
+                pass  # the directory went away: nothing left in it to make durable
+        self._dirty_dirs.clear()
+        self.batch.commit()
+        self._last_commit = time.monotonic()
+
+    def record(self, a: Action, h: bytes, size: int | None = None, mtime: int | None = None) -> None:
+        assert a.src is not None and a.dst is not None
+        self.batch.put(
+            self.user,
+            a.folder,
+            a.base,
+            Rec(a.src[0], a.src[1], a.dst[0], a.dst[1], a.size if size is None else size,
+                a.mtime_ns if mtime is None else mtime, h),
+        )  # fmt: skip
+
+    def dirty(self, path: bytes) -> None:
+        self._dirty_dirs.add(path.rsplit(b"/", 1)[0])
+
+    def place(self, src: bytes, dst: bytes) -> None:
+        """Give ``src``'s inode the name ``dst`` and drop the old name; fails if ``dst`` exists."""
+        os.link(src, dst)
+        os.unlink(src)
+        self.dirty(dst)
+        self.dirty(src)
+
+    def chown(self, fd_or_path) -> None:
+        if self.owner is not None:
+            os.chown(fd_or_path, *self.owner, follow_symlinks=False) if not isinstance(
+                fd_or_path, int
+            ) else os.fchown(fd_or_path, *self.owner)
+
+    # --- actions ---------------------------------------------------------------------------------------
+    def do_mkdir(self, a: Action) -> None:
+        base = self.folder_path(a.folder)
+        for p in (base, base + b"/cur", base + b"/new", base + b"/tmp"):
+            try:
+                os.mkdir(p, 0o700)
+            except FileExistsError:
+                continue
+            self.chown(p)
+            self.dirty(p)
+
+    def do_rename(self, a: Action) -> None:
+        self.check_folder(a.folder)
+        self.place(self.path(a.folder, a.old), self.path(a.folder, a.dst))
+        self.record(a, a.rec.hash, a.rec.size, a.rec.mtime_ns)
+
+    def do_record(self, a: Action) -> None:
+        self.record(a, a.rec.hash, a.rec.size, a.rec.mtime_ns)
+
+    def do_forget(self, a: Action) -> None:
+        self.batch.delete(self.user, a.folder, a.base)
+
+    def do_delete(self, a: Action) -> None:
+        self.check_folder(a.folder)
+        p = self.path(a.folder, a.old)
+        try:
+            os.unlink(p)
+        except FileNotFoundError:
+            pass  # already gone: the aim is reached
+        self.dirty(p)
+        self.batch.delete(self.user, a.folder, a.base)
+
+    def do_move(self, a: Action) -> None:
+        self.check_folder(a.folder)
+        self.check_folder(a.from_folder)
+        dst = self.path(a.folder, a.dst)
+        self.place(self.path(a.from_folder, a.old), dst)
+        if a.mtime_ns != a.rec.mtime_ns:
+            os.utime(dst, ns=(a.mtime_ns, a.mtime_ns), follow_symlinks=False)
+        self.batch.delete(self.user, a.from_folder, a.base)
+        self.record(a, a.rec.hash)
+
+    def do_copy(self, a: Action) -> None:
+        self.check_folder(a.folder)
+        self.check_folder(a.from_folder)
+        fd = os.open(self.path(a.from_folder, a.old), os.O_RDONLY | os.O_NOFOLLOW)
+        try:
+            h = self.write_message(a, _fd_chunks(fd), expect=a.rec.hash)
+        finally:
+            os.close(fd)
+        if h is None:
+            # The destination copy is not what we once wrote: take the message from the source instead.
+            self._fallback.append(Action(FETCH, a.folder, a.base, src=a.src, dst=a.dst, size=a.size, mtime_ns=a.mtime_ns))
+            raise OSError(errno.EIO, "local copy differs from the index; downloading it instead")
+
+    def do_adopt(self, a: Action) -> None:
+        self.check_folder(a.folder)
+        old = self.path(a.folder, a.old)
+        h, n = hash_file(old)
+        if n != a.size:
+            raise OSError(errno.EAGAIN, "changed on the destination during the run")
+        if a.dst != a.old:
+            self.place(old, self.path(a.folder, a.dst))
+        self.record(a, h)
+
+    def do_control(self, a: Action) -> None:
+        self.check_folder(a.folder)
+        fp = self.folder_path(a.folder) + b"/" + a.base
+        key = (a.folder, a.base)
+        if a.note == "keywords":
+            data = render(self.keywords[a.folder].dst_entries)
+            self.write_file(fp, data, None)
+            self.out.controls.setdefault(key, None)
+            return
+        srel = (a.folder + b"/" if a.folder else b"") + a.base
+        data = self.source.read(self.src_root, srel)
+        if data is None:
+            raise OSError(errno.ENOENT, "vanished on the source since the listing")
+        if a.note == "check":
+            try:
+                with open(fp, "rb") as f:
+                    mine = f.read()
+            except FileNotFoundError:
+                mine = None
+            if mine == data:
+                st = os.stat(fp)
+                self.out.controls[key] = Ctl(a.size, a.mtime_ns, xxhash.xxh3_128_hexdigest(data), st.st_size, st.st_mtime_ns)
+            return
+        if a.note == "merge":
+            try:
+                with open(fp, "rb") as f:
+                    mine = f.read().splitlines()
+            except FileNotFoundError:
+                mine = []
+            extra = [ln for ln in data.splitlines() if ln and ln not in mine]
+            data = b"".join(ln + b"\n" for ln in mine + extra)
+            if extra:
+                self.write_file(fp, data, None)
+            # A merged file is the destination's own from now on: never "ours" to overwrite.
+            self.out.controls[key] = Ctl(a.size, a.mtime_ns, "merged", len(data), 0)
+            return
+        self.write_file(fp, data, a.mtime_ns)
+        self.out.controls[key] = Ctl(a.size, a.mtime_ns, xxhash.xxh3_128_hexdigest(data), len(data), a.mtime_ns)
+
+    def write_file(self, path: bytes, data: bytes, mtime_ns: int | None) -> None:
+        tmp = path + b".maildirsync-new"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        try:
+            _write_all(fd, data)
+            os.fsync(fd)
+            self.chown(fd)
+            if mtime_ns is not None:
+                os.utime(fd, ns=(mtime_ns, mtime_ns))
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        self.dirty(path)
+
+    # --- fetching --------------------------------------------------------------------------------------
+    def fetch_all(self, actions: list[Action]) -> None:
+        todo = []
+        for a in actions:
+            try:
+                self.check_folder(a.folder)
+            except OSError as e:
+                self.out.failed.append((a, e.strerror))
+                continue
+            todo.append(a)
+        if not todo:
+            return
+        if self.stop.is_set():
+            raise Stopped
+        stream = self.source.fetch(self.src_root, [rel(a.folder, *a.src) for a in todo])
+        try:
+            for a, got in zip(todo, stream):
+                if got.error:
+                    self.out.failed.append((a, f"{got.error} (changed on the source since the listing?)"))
+                    continue
+                try:
+                    h = self.write_message(a, got.chunks)
+                except SourceError:
+                    raise
+                except OSError as e:
+                    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                        self.out.failed.append((a, "no space left on the destination"))
+                        raise DiskFull(e.strerror) from e
+                    self.out.failed.append((a, e.strerror or str(e)))
+                    continue
+                if h is not None:
+                    self.finished(a, a.size)
+                if self.stop.is_set():
+                    raise Stopped
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
+
+    def write_message(self, a: Action, chunks, expect: bytes | None = None) -> bytes | None:
+        """Stream a message into tmp/, check it, then put it in place and record it. Returns its hash,
+        or None (failure recorded, nothing placed) when it arrived with another size than listed (it
+        changed on the source while we read it) or another hash than ``expect``."""
+        tmp = self.tmp_path(a.folder)
+        h = xxhash.xxh3_128()
+        n = 0
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            try:
+                for chunk in chunks:
+                    h.update(chunk)
+                    n += len(chunk)
+                    _write_all(fd, chunk)
+                digest = h.digest()
+                if n != a.size or (expect is not None and digest != expect):
+                    if n != a.size:
+                        self.out.failed.append(
+                            (a, f"read {n} bytes, listed {a.size}: it changed on the source; the next run retries")
+                        )
+                    os.close(fd)
+                    fd = -1
+                    os.unlink(tmp)
+                    return None
+                os.fsync(fd)
+                self.chown(fd)
+                os.utime(fd, ns=(a.mtime_ns, a.mtime_ns))
+            finally:
+                if fd >= 0:
+                    os.close(fd)
+            dst = self.path(a.folder, a.dst)
+            if a.kind == REFETCH:
+                old = self.path(a.folder, a.old)
+                os.replace(tmp, old)  # atomic: readers see the old or the new content, never a mix
+                self.dirty(old)
+                if a.old != a.dst:
+                    self.place(old, dst)
+            else:
+                self.place(tmp, dst)
+        except BaseException:
+            _unlink_quiet(tmp)
+            raise
+        self.record(a, digest)
+        return digest
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _fd_chunks(fd: int):
+    while b := os.read(fd, CHUNK):
+        yield b
+
+
+def _unlink_quiet(path: bytes) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def clean_tmp(root: bytes, folders) -> None:
+    """Remove what an interrupted run of ours left in tmp/ (only our own files: deliveries in progress
+    by the mail server are not ours to touch)."""
+    for folder in folders:
+        d = (root + b"/" + folder if folder else root) + b"/tmp"
+        try:
+            names = os.listdir(d)
+        except OSError:
+            continue
+        for n in names:
+            if n.startswith(TMP_PREFIX):
+                _unlink_quiet(d + b"/" + n)
+    # Control files are written beside their final name.
+    for folder in folders:
+        d = root + b"/" + folder if folder else root
+        try:
+            names = os.listdir(d)
+        except OSError:
+            continue
+        for n in names:
+            if n.endswith(b".maildirsync-new"):
+                _unlink_quiet(d + b"/" + n)

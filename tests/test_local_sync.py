@@ -1,0 +1,315 @@
+"""Local-to-local sync end to end: the behaviours issue 2 asks for, on real files and a real index."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from maildirsync import engine, local
+from maildirsync.index import StateDir
+from maildirsync.lab.corpus import CorpusSpec, generate
+from maildirsync.lab.scenarios import apply as mutate
+from mdtools import T0, CountingSource, cli, cli_as, messages, mkmaildir, put, raw_bytes, snapshot
+
+
+def sync(src: Path, dst: Path, state: Path, source=None, **opts) -> engine.RunResult:
+    jobs, _key, _notes = local.jobs(src, dst, [], create=True)
+    ro = engine.RunOptions(
+        dry_run=opts.pop("dry_run", False), plan=engine.Options(**opts), owner=None, jobs=opts.pop("jobs", 1)
+    )
+    return engine.run(jobs, source or local.LocalSource(), StateDir(state), ro)
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    src = tmp_path / "src"
+    generate(src, CorpusSpec(users=3, folders=3, messages=15, seed=7, layout="plain"), processes=1)
+    return src
+
+
+def test_full_sync_makes_destination_equal_to_source(corpus, tmp_path):
+    dst, state = tmp_path / "dst", tmp_path / "state"
+    # A symlink in the source is never followed nor recreated.
+    os.symlink("/etc/passwd", corpus / "admin" / "Maildir" / "cur" / "evil:2,S")
+    r = sync(corpus, dst, state)
+    assert [u.status for u in r.users] == ["failed"] * 1 + ["changed"] * 2  # admin reports the symlink
+    assert "symbolic link" in " ".join(r.users[0].warnings)
+    os.unlink(corpus / "admin" / "Maildir" / "cur" / "evil:2,S")
+    assert snapshot(dst) == snapshot(corpus)
+    assert not list(dst.rglob("evil*"))
+    # Cache files are never copied, and nothing is left in tmp/.
+    assert list(corpus.rglob("dovecot.index*")) and not list(dst.rglob("dovecot.index*"))
+    assert not [p for p in dst.rglob("tmp/*")]
+    # A second run has nothing to do.
+    r2 = sync(corpus, dst, state)
+    assert [u.status for u in r2.users] == ["ok"] * 3
+
+
+def test_flag_changes_are_renames_that_keep_the_inode_and_read_nothing(corpus, tmp_path):
+    dst, state = tmp_path / "dst", tmp_path / "state"
+    sync(corpus, dst, state)
+    before = snapshot(dst, with_inodes=True)
+    mutate("flags", corpus, "plain", seed=3)
+    src = CountingSource()
+    r = sync(corpus, dst, state, source=src)
+    renamed = sum(u.counts()["renamed"] for u in r.users)
+    assert renamed > 0
+    assert src.bytes == 0 and src.fetched == []
+    assert snapshot(dst) == snapshot(corpus)
+    inodes_before = {v[3] for v in before.values()}
+    after = snapshot(dst, with_inodes=True)
+    moved = [k for k in after if k not in before and b"/cur/" in b"/" + k]
+    assert moved and all(after[k][3] in inodes_before for k in moved)
+
+
+def test_moves_between_folders_are_local(corpus, tmp_path):
+    dst, state = tmp_path / "dst", tmp_path / "state"
+    sync(corpus, dst, state)
+    mutate("moved", corpus, "plain", seed=4)
+    src = CountingSource()
+    r = sync(corpus, dst, state, source=src)
+    assert sum(u.counts()["moved"] for u in r.users) > 0
+    assert src.fetched == []
+    assert snapshot(dst) == snapshot(corpus)
+
+
+def test_new_and_deleted_messages(corpus, tmp_path):
+    dst, state = tmp_path / "dst", tmp_path / "state"
+    sync(corpus, dst, state)
+    mutate("new", corpus, "plain", seed=5)
+    mutate("deleted", corpus, "plain", seed=6)
+    r = sync(corpus, dst, state)
+    c = [u.counts() for u in r.users]
+    assert sum(x["new"] for x in c) > 0 and sum(x["deleted"] for x in c) > 0
+    assert snapshot(dst) == snapshot(corpus)
+
+
+def two_messages(tmp_path):
+    src = mkmaildir(tmp_path / "src", ".Sent")
+    put(src, "cur/1000.M1P1.h,S=6:2,S", b"first\n")
+    put(src, "cur/1001.M2P1.h,S=7:2,", b"second\n")
+    put(src, "cur/1002.M3P1.h,S=6:2,S", b"third\n")
+    return src, tmp_path / "dst", tmp_path / "state"
+
+
+def test_destination_side_changes_win(tmp_path):
+    src, dst, state = two_messages(tmp_path)
+    sync(src, dst, state)
+    # After the MX switch: mail delivered on the destination, a flag changed there, one deleted there.
+    put(dst, "new/2000.M9P9.dst,S=5", b"mine\n")
+    os.rename(dst / "cur/1000.M1P1.h,S=6:2,S", dst / "cur/1000.M1P1.h,S=6:2,FS")
+    os.unlink(dst / "cur/1002.M3P1.h,S=6:2,S")
+    # Meanwhile the source marks the first as answered and the second as seen.
+    os.rename(src / "cur/1000.M1P1.h,S=6:2,S", src / "cur/1000.M1P1.h,S=6:2,RS")
+    os.rename(src / "cur/1001.M2P1.h,S=7:2,", src / "cur/1001.M2P1.h,S=7:2,S")
+    for _ in range(2):  # and again: nothing may drift on a repeat
+        r = sync(src, dst, state)
+        assert r.users[0].status in ("changed", "ok")
+    names = {p.name for p in (dst / "cur").iterdir()} | {p.name for p in (dst / "new").iterdir()}
+    assert names == {
+        "1000.M1P1.h,S=6:2,FRS",  # per-flag merge: F from the destination, R from the source
+        "1001.M2P1.h,S=7:2,S",  # source change arrives
+        "2000.M9P9.dst,S=5",  # destination-only mail survives
+    }  # and 1002, deleted on the destination, is not brought back
+
+
+def test_destination_only_mail_survives_deletes(tmp_path):
+    src, dst, state = two_messages(tmp_path)
+    sync(src, dst, state)
+    put(dst, "cur/3000.M1P1.dst,S=4:2,S", b"own\n")
+    for p in (src / "cur").iterdir():
+        p.unlink()
+    r = sync(src, dst, state, max_delete=100)
+    assert r.users[0].counts()["deleted"] == 3
+    assert [p.name for p in (dst / "cur").iterdir()] == ["3000.M1P1.dst,S=4:2,S"]
+
+
+def test_deletion_guard_deletes_nothing_and_says_so(tmp_path):
+    src, dst, state = two_messages(tmp_path)
+    sync(src, dst, state)
+    for p in list((src / "cur").iterdir())[:2]:
+        p.unlink()
+    r = sync(src, dst, state)
+    assert r.users[0].counts()["deleted"] == 0
+    assert any("--max-delete" in w for w in r.users[0].warnings)
+    assert len(list((dst / "cur").iterdir())) == 3
+
+
+def test_dry_run_changes_nothing_and_prints_what_the_real_run_does(corpus, tmp_path):
+    dst, state = tmp_path / "dst", tmp_path / "state"
+    sync(corpus, dst, state)
+    for scenario, seed in (("flags", 1), ("moved", 2), ("new", 3), ("deleted", 4)):
+        mutate(scenario, corpus, "plain", seed=seed)
+    put(dst / "arossi" / "Maildir", "new/4000.M1P1.dst,S=3", b"me\n")
+    before = (raw_bytes(corpus), raw_bytes(dst), raw_bytes(state / os.listdir(state)[0] / "index"))
+    dry = cli("sync", corpus, dst, "--state-dir", state, "--owner", "keep", "-n", "--json")
+    assert dry.returncode == 3, dry.stderr  # changes pending
+    after = (raw_bytes(corpus), raw_bytes(dst), raw_bytes(state / os.listdir(state)[0] / "index"))
+    assert before == after
+    real = cli("sync", corpus, dst, "--state-dir", state, "--owner", "keep", "--json")
+    assert real.returncode == 0, real.stdout + real.stderr
+    planned = {u["user"]: u["actions"] for u in json.loads(dry.stdout)["users"]}
+    done = {u["user"]: u["actions"] for u in json.loads(real.stdout)["users"]}
+    assert planned == done
+    assert sum(len(v) for v in done.values()) > 0
+
+
+def test_lost_index_is_rebuilt_by_adopting_without_download(corpus, tmp_path):
+    dst, state = tmp_path / "dst", tmp_path / "state"
+    sync(corpus, dst, state)
+    shutil.rmtree(state)
+    src = CountingSource()
+    r = sync(corpus, dst, state, source=src)
+    assert src.fetched == []
+    assert sum(u.counts()["adopted"] for u in r.users) > 0
+    assert snapshot(dst) == snapshot(corpus)
+
+
+def test_truncated_index_is_set_aside_and_rebuilt(corpus, tmp_path):
+    dst, state = tmp_path / "dst", tmp_path / "state"
+    sync(corpus, dst, state)
+    data = next(state.rglob("data.mdb"))
+    os.truncate(data, 4096)
+    src = CountingSource()
+    r = sync(corpus, dst, state, source=src)
+    assert src.fetched == []
+    assert any("rebuilt" in n for n in r.notes)
+    assert snapshot(dst) == snapshot(corpus)
+
+
+def test_unchanged_directories_are_not_relisted(corpus, tmp_path):
+    dst, state = tmp_path / "dst", tmp_path / "state"
+    # Directory stamps are trusted only once they are older than the margin: age the source.
+    old = T0 * 10**9
+    for d in corpus.rglob("*"):
+        if d.is_dir():
+            os.utime(d, ns=(old, old))
+    sync(corpus, dst, state)
+
+    class Spy(local.LocalSource):
+        unchanged = 0
+
+        def scan(self, root, known):
+            raw = super().scan(root, known)
+            Spy.unchanged += len(raw.unchanged)
+            return raw
+
+    r = sync(corpus, dst, state, source=Spy())
+    assert Spy.unchanged > 0
+    assert [u.status for u in r.users] == ["ok"] * 3
+    # A change inside a skipped directory bumps its mtime: it is seen.
+    mutate("new", corpus, "plain", seed=9)
+    r = sync(corpus, dst, state)
+    assert sum(u.counts()["new"] for u in r.users) > 0
+    assert snapshot(dst) == snapshot(corpus)
+
+
+def test_second_run_is_refused_naming_the_holder(tmp_path):
+    src, dst, state = two_messages(tmp_path)
+    jobs, key, _ = local.jobs(src, dst, [], True)
+    holder = StateDir(state / key)
+    holder.acquire("maildirsync sync (test holder)")
+    try:
+        p = cli("sync", src, dst, "--state-dir", state)
+    finally:
+        holder.release()
+    assert p.returncode == 4
+    assert f"pid {os.getpid()}" in p.stderr and "test holder" in p.stderr
+    assert "Traceback" not in p.stderr
+
+
+def test_owner_and_modes_of_what_we_create(tmp_path):
+    src, dst, state = two_messages(tmp_path)
+    p = cli("sync", src, dst, "--state-dir", state, "--owner", "65534:65534")
+    assert p.returncode == 0, p.stderr
+    for path in [dst, *dst.rglob("*")]:
+        st = path.lstat()
+        assert (st.st_uid, st.st_gid) == (65534, 65534), path
+        assert st.st_mode & 0o077 == 0, path
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: p.mkdir(), "neither a Maildir"),
+        (lambda p: p.write_text("x"), "not a directory"),
+        (lambda p: None, "not a directory"),
+    ],
+    ids=["empty-dir", "a-file", "missing"],
+)
+def test_source_that_is_not_a_maildir(tmp_path, make, message):
+    make(tmp_path / "src")
+    p = cli("sync", tmp_path / "src", tmp_path / "dst", "--state-dir", tmp_path / "state")
+    assert p.returncode == 2
+    assert message in p.stderr
+    assert "Traceback" not in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
+
+
+@pytest.fixture
+def hostile_source(tmp_path):
+    """A Maildir whose entries cannot all be synced: control bytes in a name, a FIFO, a symlink."""
+    src = mkmaildir(tmp_path / "src")
+    put(src, "cur/ok.1:2,S", b"fine\n")
+    put(src, b"cur/bad\x1b[31mred.2:2,S", b"escape\n")
+    put(src, b"cur/bad\nline.3:2,S", b"newline\n")
+    put(src, b"cur/caf\xe9.4:2,S", b"latin-1 name, fine\n")
+    os.mkfifo(src / "cur" / "fifo.5:2,S")
+    os.symlink("/etc/shadow", src / "cur" / "link.6:2,S")
+    return src
+
+
+def test_hostile_names_are_reported_and_the_rest_syncs(hostile_source, tmp_path):
+    dst = tmp_path / "dst"
+    p = cli("sync", hostile_source, dst, "--state-dir", tmp_path / "state")
+    assert p.returncode == 1
+    assert "Traceback" not in p.stdout + p.stderr
+    assert sorted(os.listdir(os.fsencode(dst / "cur"))) == [b"caf\xe9.4:2,S", b"ok.1:2,S"]
+    out = p.stdout
+    assert "\x1b" not in out and "bad\\x1b[31mred" in out
+    for bad in ("bad\\x0aline", "fifo.5", "link.6"):
+        assert bad in out, out
+
+
+@pytest.fixture
+def open_tmp():
+    """A scratch directory an unprivileged user can reach (pytest's own is root-only)."""
+    d = Path(tempfile.mkdtemp(prefix="maildirsync-test-"))
+    d.chmod(0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_unreadable_source_file_is_one_line_and_the_rest_goes_on(open_tmp):
+    """Run as an unprivileged user so that permissions bite (root reads everything)."""
+    tmp_path = open_tmp
+    src = mkmaildir(tmp_path / "src")
+    put(src, "cur/a.1:2,S", b"readable\n")
+    secret = put(src, "cur/b.2:2,S", b"secret\n")
+    secret.chmod(0)
+    for d in (tmp_path, src, src / "cur", src / "new", src / "tmp"):
+        d.chmod(0o755)
+    work = tmp_path / "work"
+    work.mkdir()
+    os.chown(work, 65534, 65534)
+    p = cli_as(65534, 65534, "sync", src, work / "dst", "--state-dir", work / "state", "--owner", "keep", workdir=tmp_path)
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "Traceback" not in p.stdout + p.stderr
+    assert (work / "dst" / "cur" / "a.1:2,S").exists()
+    assert not (work / "dst" / "cur" / "b.2:2,S").exists()
+    assert "b.2:2,S" in p.stdout and "Permission denied" in p.stdout
+
+
+def test_no_duplicates_and_nothing_lost_after_repeated_runs(corpus, tmp_path):
+    dst, state = tmp_path / "dst", tmp_path / "state"
+    for i, scenario in enumerate(["flags", "moved", "new", "deleted", "flags", "churn"]):
+        sync(corpus, dst, state)
+        mutate(scenario, corpus, "plain", seed=i)
+    sync(corpus, dst, state)
+    assert snapshot(dst) == snapshot(corpus)
+    assert all(len(v) == 1 for v in messages(dst).values())
