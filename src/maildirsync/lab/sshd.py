@@ -181,13 +181,16 @@ def start_sshd(
     sftp_only: bool = False,
     netns: str | None = None,
     extra_config: str = "",
+    no_dac_override: bool = False,
     timeout: float = 20.0,
 ) -> SshServer:
     """Start sshd on ``host:port`` (a free port when None) and wait until it accepts connections.
 
     Keys already in ``workdir`` are reused, so a restart keeps its host key; a fresh ``workdir`` gives
     fresh keys. With ``netns``, sshd runs in that network namespace and ``host`` must be an address of it
-    reachable from here."""
+    reachable from here. ``no_dac_override`` drops root's power to read any file (CAP_DAC_OVERRIDE,
+    CAP_DAC_READ_SEARCH) from sshd and its sessions, so that a mode-000 directory is unreadable to
+    them, as it would be on a real source for a non-root login."""
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     # Privilege separation needs this directory; on a container it is often missing.
@@ -205,7 +208,8 @@ def start_sshd(
     last_err = ""
     for _ in range(tries):
         p = port if port is not None else free_port(host)
-        server = _launch(workdir, host, p, host_key, client_key, legacy, sftp_only, netns, extra_config, timeout)
+        server = _launch(workdir, host, p, host_key, client_key, legacy, sftp_only, netns, extra_config,
+                         no_dac_override, timeout)
         if isinstance(server, SshServer):
             return server
         last_err = server
@@ -214,7 +218,7 @@ def start_sshd(
     raise SshdError(f"sshd did not start on {host}:{port or '(free port)'}:\n{last_err}")
 
 
-def _launch(workdir, host, port, host_key, client_key, legacy, sftp_only, netns, extra_config, timeout):
+def _launch(workdir, host, port, host_key, client_key, legacy, sftp_only, netns, extra_config, no_dac, timeout):
     log = workdir / "sshd.log"
     conf = workdir / "sshd_config"
     head, tail = _split_extra(extra_config)
@@ -248,6 +252,9 @@ Subsystem sftp internal-sftp
 
     start_at = log.stat().st_size if log.exists() else 0
     argv = [SSHD, "-D", "-f", str(conf), "-E", str(log)]
+    if no_dac:
+        argv = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--inh-caps",
+                "-dac_override,-dac_read_search", "--", *argv]
     if netns:
         argv = ["ip", "netns", "exec", netns, *argv]
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -72,11 +72,32 @@ class Target:
 
 
 class _Client(asyncssh.SSHClient):
-    def __init__(self, check: Callable[[asyncssh.SSHKey], bool]) -> None:
+    def __init__(self, check: Callable[[asyncssh.SSHKey], bool], prompt: Callable[[], str] | None = None) -> None:
         self._check = check
+        self._prompt = prompt
 
     def validate_host_public_key(self, host, addr, port, key) -> bool:
         return self._check(key)
+
+    def _password(self) -> str | None:
+        # Asked only once the host key has passed, and only once: a wrong password ends the attempt.
+        prompt, self._prompt = self._prompt, None
+        return prompt() if prompt is not None else None
+
+    def password_auth_requested(self) -> str | None:
+        return self._password()
+
+    def kbdint_auth_requested(self) -> str | None:
+        return "" if self._prompt is not None else None
+
+    def kbdint_challenge_received(self, name, instructions, lang, prompts):
+        # sshd with PAM asks for the password this way ("Password: ", echo off).
+        if not prompts:
+            return []
+        if len(prompts) == 1 and not prompts[0][1]:
+            pw = self._password()
+            return [pw] if pw is not None else None
+        return None
 
 
 def load_keys(path: Path, target: Target) -> list[asyncssh.SSHKeyPair]:
@@ -105,7 +126,7 @@ def load_key(path: Path, target: Target) -> asyncssh.SSHKey:
         raise KeyFileError(f"cannot use the SSH key {path}: {e} (it must be an unencrypted private key)") from None
 
 
-async def open_connection(target: Target, *, password: str | None = None) -> asyncssh.SSHClientConnection:
+async def open_connection(target: Target, *, password: Callable[[], str] | None = None) -> asyncssh.SSHClientConnection:
     """Connect and authenticate (key, or ``password`` for setup), checking the host key first.
 
     The host key check runs during key exchange, before any credential is sent: a wrong server never
@@ -123,11 +144,12 @@ async def open_connection(target: Target, *, password: str | None = None) -> asy
     try:
         conn = await asyncssh.connect(
             target.host, target.port, username=target.login, config=[],
-            client_factory=lambda: _Client(check),
+            client_factory=lambda: _Client(check, password),
             known_hosts=([], [], []),  # trust nothing here: every key goes through check()
             server_host_key_algs=algs or "default",
-            client_keys=keys, password=password, agent_path=None, gss_auth=False, gss_kex=False,
-            kbdint_auth=False, preferred_auth="password" if password is not None else "publickey",
+            client_keys=keys, password=None, agent_path=None, gss_auth=False, gss_kex=False,
+            password_auth=password is not None, kbdint_auth=password is not None,
+            preferred_auth="password,keyboard-interactive" if password is not None else "publickey",
             encryption_algs=ENCRYPTION_ALGS, kex_algs=KEX_ALGS,
             connect_timeout=target.connect_timeout, login_timeout=target.connect_timeout,
             keepalive_interval=15, keepalive_count_max=4,

@@ -67,16 +67,17 @@ def parse_records(data: bytes, out: list[RawEntry]) -> None:
 
 
 def parse_find_errors(stderr: bytes) -> list[tuple[bytes | None, str]]:
-    """``find: './x': Permission denied`` (old finds: no quotes) -> (b"x", "Permission denied"). A line
-    that does not parse comes back as (None, line): still an error, so nothing will be deleted."""
+    """``find: './x': Permission denied`` (old finds: no quotes) -> (b"x", "Permission denied"). A find
+    line that does not parse comes back as (None, line): still an error, so nothing will be deleted."""
     out: list[tuple[bytes | None, str]] = []
     for line in stderr.splitlines():
         if not line.strip():
             continue
-        text = line.decode(errors="backslashreplace")
-        body = line[6:] if line.startswith(b"find: ") else None
-        if body is None or b": " not in body:
-            out.append((None, text))
+        if not line.startswith(b"find: "):
+            continue  # not find's: noise from the login shell's rc files, which a real source may have
+        body = line[6:]
+        if b": " not in body:
+            out.append((None, line.decode(errors="backslashreplace")))
             continue
         path, _, msg = body.rpartition(b": ")
         if path[:1] in (b"'", b"`") and path.endswith(b"'"):
@@ -176,10 +177,10 @@ class ExecSource:
         if not known:
             status, date, err = await self._find(
                 root, f"find . -mindepth 1 -maxdepth 3 {PRINT} {PRUNE_FULL}", out.entries)
-            self._errors(root, err, out)
+            self._errors(root, err, out, status)
         else:
             status, date, err = await self._find(root, f"find . -mindepth 1 -maxdepth 2 {PRINT} {PRUNE_TOP}", out.entries)
-            self._errors(root, err, out)
+            self._errors(root, err, out, status)
             todo = []
             for e in out.entries:
                 name = e.rel.rsplit(b"/", 1)[-1]
@@ -198,9 +199,9 @@ class ExecSource:
                     size += len(word) + 1
                 if batch and (rel is None or size > 60_000):
                     more: list[RawEntry] = []
-                    _, _, err2 = await self._find(root, f"find {' '.join(batch)} -mindepth 1 -maxdepth 1 {PRINT}", more)
+                    st2, _, err2 = await self._find(root, f"find {' '.join(batch)} -mindepth 1 -maxdepth 1 {PRINT}", more)
                     out.entries.extend(more)
-                    self._errors(root, err2, out)
+                    self._errors(root, err2, out, st2)
                     batch, size = [], 0
         try:
             out.now_ns = parse_mtime(date.strip())
@@ -209,8 +210,11 @@ class ExecSource:
         return out
 
     @staticmethod
-    def _errors(root: bytes, stderr: bytes, out: RawScan) -> None:
-        for path, msg in parse_find_errors(stderr):
+    def _errors(root: bytes, stderr: bytes, out: RawScan, status: int | None) -> None:
+        errors = parse_find_errors(stderr)
+        if status != 0 and not errors:
+            errors = [(None, f"find exited with status {status}: {stderr.decode(errors='replace').strip()[:200]}")]
+        for path, msg in errors:
             if path in (b".", b""):
                 raise SourceError(f"cannot read {root.decode(errors='backslashreplace')}: {msg}")
             out.errors.append(f"{path.decode(errors='backslashreplace')}: {msg}" if path is not None else msg)
@@ -277,7 +281,7 @@ class ExecSource:
         while todo:
             await self._missing(todo, partial, pipe)
         odd = [ln for ln in status_err.decode(errors="backslashreplace").splitlines()
-               if ln.strip() and "Cannot stat" not in ln and "Cannot open" not in ln
+               if ln.startswith("tar: ") and "Cannot stat" not in ln and "Cannot open" not in ln
                and "Exiting with failure status" not in ln]
         if odd:
             # e.g. "file changed as we read it": what was sent may not be what is on disk now.
