@@ -16,8 +16,9 @@ from typing import Optional
 
 import typer
 
-from . import engine, local, report
+from . import engine, local, remote, report
 from .errors import EXIT_INTERRUPTED, MaildirsyncError, UsageError
+from .transport import SourceError
 
 DEFAULT_STATE = Path("/var/lib/maildirsync")
 
@@ -129,6 +130,22 @@ def root(
     port: int = typer.Option(22, "-p", "--port", help="SSH port on the source host."),
     dry_run: bool = DryRun,
     type_: str = typer.Option("sme8", "-t", "--type", metavar="sme8|ns6", help="Source layout."),
+    user: list[str] = typer.Option([], "-u", "--user", help="Only this user (repeatable)."),
+    login: str = typer.Option("root", "-l", "--login", help="SSH login on the source."),
+    identity: Optional[Path] = typer.Option(None, "-i", "--identity", help="SSH private key (default STATE/id_rsa)."),
+    known_hosts: Optional[Path] = typer.Option(None, "--known-hosts", help="Host keys (default STATE/known_hosts)."),
+    accept_new: bool = typer.Option(False, "--accept-new-host-key", help="Record the source's host key if unknown."),
+    dest_root: Path = typer.Option(Path("/var/lib/nethserver/vmail"), "--dest-root", help="Destination mailboxes."),
+    domain: Optional[str] = typer.Option(None, "--domain", help="Mail domain (default: the host's domain)."),
+    jobs: int = JobsOpt,
+    transport: str = typer.Option("auto", "--transport", metavar="auto|sftp", help="sftp: use SFTP only."),
+    no_delete: bool = NoDelete,
+    max_delete: float = MaxDelete,
+    state_dir: Optional[Path] = StateOpt,
+    owner: Optional[str] = OwnerOpt,
+    users_dir: str = typer.Option("/home/e-smith/files/users", "--users-dir", help="sme8: users' homes on the source."),
+    admin_maildir: str = typer.Option("/home/e-smith/Maildir", "--admin-maildir", help="sme8: admin's Maildir."),
+    vmail_dir: str = typer.Option("/var/lib/nethserver/vmail", "--vmail-dir", help="ns6: mailboxes on the source."),
     verbose: int = Verbose,
     as_json: bool = AsJson,
 ) -> None:
@@ -138,7 +155,44 @@ def root(
     if source_host is None:
         print(ctx.get_help())
         raise typer.Exit(2)
-    fail(UsageError("pulling over SSH (-s) is not available yet in this build"), as_json)
+    try:
+        if type_ not in ("sme8", "ns6"):
+            raise UsageError(f"-t {type_}: the source type is sme8 or ns6")
+        if transport not in ("auto", "sftp"):
+            raise UsageError(f"--transport {transport}: choose auto or sftp")
+        state_base = state_dir or DEFAULT_STATE
+        layout = remote.Layout(type_, users_dir, admin_maildir, vmail_dir)
+        opts = engine.RunOptions(
+            dry_run=dry_run,
+            plan=engine.Options(delete=not no_delete, max_delete=max_delete),
+            owner=parse_owner(owner),
+            jobs=jobs,
+        )
+        from . import ssh
+
+        source = ssh.open_source(
+            source_host,
+            port,
+            login,
+            identity or state_base / "id_rsa",
+            known_hosts or state_base / "known_hosts",
+            accept_new,
+            transport,
+            max_channels=max(8, jobs * 2),
+        )
+        try:
+            mapping = remote.map_users(source, layout, dest_root, domain or remote.host_domain(), user)
+            state = engine.state_dir_for(state_base, f"{source_host}_{port}")
+            code = execute(
+                mapping.jobs, source, state, opts, as_json, verbose, f"maildirsync -s {source_host}", mapping.notes
+            )
+        finally:
+            source.close()
+    except MaildirsyncError as e:
+        fail(e, as_json)
+    except SourceError as e:
+        fail(MaildirsyncError(str(e), getattr(e, "exit_code", 1)), as_json)
+    raise typer.Exit(code)
 
 
 @app.command("sync")
