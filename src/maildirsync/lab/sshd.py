@@ -99,6 +99,19 @@ class SshServer:
             self.proc.kill()
             self.proc.wait()
 
+    def crash(self) -> None:
+        """SIGKILL the listener and every session at once: the server is gone, as on a power cut."""
+        if self.proc is None:
+            return
+        pids = _descendants(self.proc.pid)
+        self.kill()
+        for pid in pids:
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
+        self.proc = None
+
     def __enter__(self) -> SshServer:
         return self
 

@@ -42,6 +42,7 @@ def open_source(
     *,
     max_channels: int = 8,
     retries: int = 3,
+    retry_delay: float = 0.5,
     connect_timeout: float = 20.0,
 ) -> SftpSource | ExecSource:
     """Connect (raising an :class:`SshError` subclass with an actionable message if that fails) and
@@ -52,7 +53,7 @@ def open_source(
         raise ValueError(f"transport must be auto, sftp or exec, not {transport!r}")
     target = Target(host, port, login, Path(identity) if identity is not None else None, Path(known_hosts),
                     accept_new, connect_timeout)
-    conn = Connection(target, retries=retries, max_channels=max_channels).open()
+    conn = Connection(target, retries=retries, retry_delay=retry_delay, max_channels=max_channels).open()
     try:
         if transport != "sftp" and conn.run(probe(conn)):
             return ExecSource(conn)

@@ -140,13 +140,12 @@ async def open_connection(target: Target, *, password: Callable[[], str] | None 
         return v == "ok" or (v == "unknown" and target.accept_new)
 
     keys = load_keys(target.identity, target) if target.identity is not None and password is None else []
-    algs = knownhosts.host_key_algs(known)
     try:
         conn = await asyncssh.connect(
             target.host, target.port, username=target.login, config=[],
             client_factory=lambda: _Client(check, password),
             known_hosts=([], [], []),  # trust nothing here: every key goes through check()
-            server_host_key_algs=algs or "default",
+            server_host_key_algs=knownhosts.host_key_algs(known),
             client_keys=keys, password=None, agent_path=None, gss_auth=False, gss_kex=False,
             password_auth=password is not None, kbdint_auth=password is not None,
             preferred_auth="password,keyboard-interactive" if password is not None else "publickey",
@@ -164,12 +163,6 @@ async def open_connection(target: Target, *, password: Callable[[], str] | None 
             f"{target.name} refused the key {target.identity}: run `maildirsync setup -s {target.host} "
             f"-p {target.port}` to install it, or pass -i with a key the source accepts") from None
     except asyncssh.KeyExchangeFailed as e:
-        if algs:
-            raise HostKeyChanged(
-                f"{target.host}:{target.port} no longer offers a host key of the type recorded in "
-                f"{target.known_hosts} (lines {', '.join(str(k.lineno) for k in known)}): the server was "
-                f"reinstalled or this is not the same server. If you trust it, remove those lines and re-run "
-                f"with --accept-new-host-key. ({e})") from None
         raise NegotiationError(f"cannot agree on encryption with {target.host}:{target.port}: {e}") from None
     except ConnectionRefusedError:
         raise ConnectError(f"connection to {target.host}:{target.port} refused: is sshd running on the source, "

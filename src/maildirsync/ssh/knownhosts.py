@@ -89,15 +89,18 @@ def verdict(known: list[KnownKey], key: asyncssh.SSHKey) -> str:
 
 
 def host_key_algs(known: list[KnownKey]) -> list[str]:
-    """Host key algorithms to offer so the server shows a key of a type we already trust (as OpenSSH
-    does); without this a server with several keys could show a new type and look "changed"."""
+    """Host key algorithms to offer, those of the keys we already trust first (as OpenSSH does): a
+    server with several keys then shows the one we know rather than look "changed". The others follow,
+    so that a server that lost the known type still shows a key, which is then reported as changed."""
+    from asyncssh.public_key import get_default_public_key_algs
+
     algs: list[str] = []
     for k in known:
         if k.marker == "":
             for a in k.key.sig_algorithms:
                 if a.decode() not in algs:
                     algs.append(a.decode())
-    return algs
+    return algs + [a.decode() for a in get_default_public_key_algs() if a.decode() not in algs]
 
 
 def record(path: Path, host: str, port: int, key: asyncssh.SSHKey) -> None:

@@ -1,0 +1,114 @@
+"""The text formats read from the source: find's records, mtimes and errors, shell quoting, tar headers."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import tarfile
+
+import pytest
+
+from maildirsync.ssh.errors import ProtocolError
+from maildirsync.ssh.execsrc import parse_find_errors, parse_mtime, parse_records, shq
+from maildirsync.ssh.knownhosts import _host_matches
+from maildirsync.ssh.tarstream import parse_header, parse_pax
+
+
+@pytest.mark.parametrize("text, ns", [
+    (b"1700000000", 1_700_000_000_000_000_000),  # GNU find 4.2: whole seconds
+    (b"1700000000.0000000000", 1_700_000_000_000_000_000),
+    (b"1700000000.1234567890", 1_700_000_000_123_456_789),  # 10 digits: the 10th is not a ns
+    (b"1700000000.999999999", 1_700_000_000_999_999_999),  # a float would round this up
+    (b"1700000000.5", 1_700_000_000_500_000_000),
+    (b"-1.5", -1_500_000_000),
+])
+def test_parse_mtime(text, ns):
+    assert parse_mtime(text) == ns
+
+
+def test_parse_records_names_with_spaces_newlines_and_8bit():
+    out = []
+    parse_records(b"f 12 1700000000.5000000000 ./cur/a b\nc\xff:2,S\0d 4096 1.0 ./.Sent\0l 3 2 ./x\0", out)
+    assert [(e.rel, e.kind, e.size, e.mtime_ns) for e in out] == [
+        (b"cur/a b\nc\xff:2,S", "f", 12, 1_700_000_000_500_000_000),
+        (b".Sent", "d", 4096, 1_000_000_000), (b"x", "l", 3, 2_000_000_000)]
+
+
+@pytest.mark.parametrize("line, want", [
+    (b"find: './.X/cur': Permission denied", [(b".X/cur", "Permission denied")]),  # findutils 4.6+
+    (b"find: ./.X/cur: Permission denied", [(b".X/cur", "Permission denied")]),  # findutils 4.2
+    (b"find: `./.X': No such file or directory", [(b".X", "No such file or directory")]),  # 4.4
+    (b"find: '.': Permission denied", [(b".", "Permission denied")]),
+    (b"find: something odd", [(None, "find: something odd")]),  # still an error: no deletes
+    (b"bash: warning: setlocale: LC_ALL: cannot change locale", []),  # rc-file noise, not find's
+])
+def test_parse_find_errors(line, want):
+    assert parse_find_errors(line + b"\n") == want
+
+
+@pytest.mark.parametrize("word", [b"/home/e-smith/files/users/bob/Maildir", b"it's", b"a b$c`d\"e\\", b"caf\xe9", b"-x"])
+def test_shq_round_trips_through_sh(word):
+    out = subprocess.run(["sh", "-c", f"printf %s {shq(word)}"], capture_output=True, check=True).stdout
+    assert out == word
+
+
+@pytest.mark.parametrize("patterns, name, hit", [
+    ("[127.0.0.1]:2222", "[127.0.0.1]:2222", True),  # brackets are literal, not a glob class
+    ("[127.0.0.1]:2222", "1", False),
+    ("10.0.0.*,!10.0.0.5", "10.0.0.7", True),
+    ("10.0.0.*,!10.0.0.5", "10.0.0.5", False),
+    ("host?", "hostA", True),
+])
+def test_known_hosts_patterns(patterns, name, hit):
+    assert _host_matches(patterns, name) is hit
+
+
+def _header(name: str, size: int, fmt=tarfile.GNU_FORMAT) -> list[bytes]:
+    ti = tarfile.TarInfo(name)
+    ti.size = size
+    data = ti.tobuf(format=fmt, encoding="utf-8", errors="surrogateescape")
+    return [data[i:i + 512] for i in range(0, len(data), 512)]
+
+
+def test_tar_header_plain_and_checksum():
+    (h,) = _header("./cur/1.a:2,S", 5)
+    m = parse_header(h)
+    assert (m.name, m.size, m.type) == (b"./cur/1.a:2,S", 5, b"0")
+    with pytest.raises(ProtocolError):
+        parse_header(h[:10] + b"X" + h[11:])
+    assert parse_header(bytes(512)) is None
+
+
+def test_tar_pax_records():
+    assert parse_pax(b"20 path=./cur/a b c\n13 size=1234\n") == {b"path": b"./cur/a b c", b"size": b"1234"}
+
+
+def test_tar_stream_from_python_tarfile_with_long_name():
+    import asyncio
+
+    from maildirsync.ssh.tarstream import BufferedReader, next_member
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as t:
+        for name, data in (("./" + "n" * 150, b"long"), ("./short", b"")):
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            t.addfile(ti, io.BytesIO(data))
+
+    class Stream:
+        def __init__(self, b):
+            self.b = io.BytesIO(b)
+
+        async def read(self, n):
+            return self.b.read(min(n, 700))  # odd sizes: headers straddle reads
+
+    async def members():
+        r = BufferedReader(Stream(buf.getvalue()))
+        out = []
+        while (m := await next_member(r)) is not None:
+            await r.fill((m.size + 511) // 512 * 512)
+            out.append((m.name, r.take(m.size)))
+            r.skip((m.size + 511) // 512 * 512 - m.size)
+        return out
+
+    assert asyncio.run(members()) == [(b"./" + b"n" * 150, b"long"), (b"./short", b"")]
