@@ -27,10 +27,12 @@ Progress is by bytes of the archive file, in both passes.
 from __future__ import annotations
 
 import bz2
+import grp
 import gzip
 import io
 import lzma
 import os
+import pwd
 import re
 import shutil
 import subprocess
@@ -200,6 +202,8 @@ class _Checker:
         self.skip_unsafe_links = skip_unsafe_links
         self.links: dict[str, str] = {}  # symlink member -> its target
         self.files: set[str] = set()  # regular file members seen so far
+        self.symlinks: list[tuple[str, str]] = []  # (member name, target), in order
+        self._parents: dict[str, str] = {}  # pass 2: directory -> its realpath
 
     def _resolve(self, parts: list[str]) -> list[str] | None:
         """Resolve a relative path against the archive's symlinks, as the
@@ -268,6 +272,7 @@ class _Checker:
                     "if the archive is otherwise trusted, --skip-unsafe-links leaves such links out",
                 )
             self.links[norm] = target
+            self.symlinks.append((name, target))
             self.files.discard(norm)
         elif m.islnk():
             target = m.linkname
@@ -286,13 +291,35 @@ class _Checker:
             self.files.add(norm)
         return norm, None
 
-    @staticmethod
-    def check_on_disk(m: tarfile.TarInfo, norm: str, root: str) -> None:
+    def final_check(self) -> None:
+        """Once every link of the archive is known, resolve each symbolic link
+        again: a link declared later can change where an earlier one leads."""
+        for name, target in self.symlinks:
+            norm = "/".join(_parts(name))
+            if self.links.get(norm) != target:
+                continue  # replaced by a later member of the same name
+            if self._resolve(_parts(name)[:-1] + target.split("/")) is None:
+                raise UnsafeArchiveError(
+                    name,
+                    f"symbolic link to {target!r} points outside the directory (through other links, or loops)",
+                    "if the archive is otherwise trusted, --skip-unsafe-links leaves such links out",
+                )
+
+    def check_on_disk(self, m: tarfile.TarInfo, norm: str, root: str) -> None:
         """Pass 2: the same rules against the real filesystem under ``root``
         (already a realpath). Also removes an existing non-directory at the
-        target so that nothing is ever written through a link."""
+        target so that nothing is ever written through a link.
+
+        The real path of each parent directory is cached; the cache is
+        dropped whenever a link is made or an entry removed."""
         target = os.path.join(root, norm)
-        parent = os.path.realpath(os.path.dirname(target))
+        cache = self._parents
+        pdir = os.path.dirname(target)
+        parent = cache.get(pdir)
+        if parent is None:
+            parent = cache[pdir] = os.path.realpath(pdir)
+        if m.issym() or m.islnk():
+            cache.clear()
         if not _is_within(parent, root):
             raise UnsafeArchiveError(m.name, "its directory resolves outside the destination")
         if m.issym():
@@ -308,6 +335,7 @@ class _Checker:
                 os.path.join(root, "/".join(_parts(m.linkname)))
             ):
                 return
+            cache.clear()
             os.unlink(target)
 
 
@@ -408,6 +436,7 @@ def _scan(path: Path, kind: str, skip_unsafe_links: bool, progress: Progress) ->
                     scan.links += 1
                     scan.needed += BLOCK if m.issym() and len(m.linkname) > 60 else 0
             _drain_and_check_end(tar, data, state)
+        checker.final_check()
     except BaseException:
         progress.abort()
         raise
@@ -415,11 +444,54 @@ def _scan(path: Path, kind: str, skip_unsafe_links: bool, progress: Progress) ->
     return scan
 
 
+class _Owners:
+    """``TarFile.chown`` with the name lookups cached: tarfile looks the owner
+    and group names up again for every member, which costs two NSS lookups
+    (opening /etc/passwd and /etc/group) per file of a large mail archive."""
+
+    def __init__(self) -> None:
+        self.users: dict[tuple[str, int], int] = {}
+        self.groups: dict[tuple[str, int], int] = {}
+        self.root = hasattr(os, "geteuid") and os.geteuid() == 0
+
+    def _uid(self, name: str, uid: int, numeric: bool) -> int:
+        key = ("" if numeric else name, uid)
+        if key not in self.users:
+            try:
+                self.users[key] = pwd.getpwnam(name).pw_uid if name and not numeric else uid
+            except KeyError:
+                self.users[key] = uid
+        return self.users[key]
+
+    def _gid(self, name: str, gid: int, numeric: bool) -> int:
+        key = ("" if numeric else name, gid)
+        if key not in self.groups:
+            try:
+                self.groups[key] = grp.getgrnam(name).gr_gid if name and not numeric else gid
+            except KeyError:
+                self.groups[key] = gid
+        return self.groups[key]
+
+    def __call__(self, tarinfo: tarfile.TarInfo, targetpath: str, numeric_owner: bool = False) -> None:
+        if not self.root:
+            return
+        uid = self._uid(tarinfo.uname, tarinfo.uid, numeric_owner)
+        gid = self._gid(tarinfo.gname, tarinfo.gid, numeric_owner)
+        try:
+            if tarinfo.issym():
+                os.lchown(targetpath, uid, gid)
+            else:
+                os.chown(targetpath, uid, gid)
+        except OSError as e:
+            raise tarfile.ExtractError("could not change owner") from e
+
+
 def _extract(path: Path, kind: str, dest: str, skip_unsafe_links: bool, progress: Progress) -> None:
     total = path.stat().st_size
     progress.start("extracting", total)
     raw_file, data, tar = _open_tar(path, kind, progress.update)
     tar.errorlevel = 1
+    tar.chown = _Owners()  # type: ignore[method-assign]
     state: dict = {"archive": str(path)}
     checker = _Checker(skip_unsafe_links)
     root = os.path.realpath(dest)
@@ -429,7 +501,7 @@ def _extract(path: Path, kind: str, dest: str, skip_unsafe_links: bool, progress
             norm, skip = checker.check(m)
             if norm is None or skip:
                 continue
-            _Checker.check_on_disk(m, norm, root)
+            checker.check_on_disk(m, norm, root)
             yield m
 
     kwargs = {"filter": "fully_trusted"} if hasattr(tarfile, "fully_trusted_filter") else {}
@@ -567,6 +639,13 @@ def _check_space(dest: str, needed: int, what: str) -> None:
         )
 
 
+def _make_dest(dest: str) -> None:
+    try:
+        os.makedirs(dest, mode=0o700, exist_ok=True)
+    except OSError as e:
+        raise BadInputError(f"cannot create {dest}: {e.strerror or e}", "run as root, or choose another DIR") from None
+
+
 def _prepare_dest(dest: str, force: bool) -> None:
     if os.path.lexists(dest) and not os.path.isdir(dest):
         raise BadInputError(f"{dest} exists and is not a directory")
@@ -599,7 +678,7 @@ def explode(
     result = ExplodeResult(archive=str(path), dest=dest, kind=kind)
     t0 = time.monotonic()
     if kind == "dar":
-        os.makedirs(dest, mode=0o700, exist_ok=True)
+        _make_dest(dest)
         _explode_dar(path, dest, say, result)
         result.seconds = time.monotonic() - t0
         return result
@@ -608,7 +687,7 @@ def explode(
     _check_space(dest, scan.needed, f"{scan.files} files ({human(scan.bytes)})")
     for member, reason in scan.skipped:
         say(f"skipped {member}: {reason}")
-    os.makedirs(dest, mode=0o700, exist_ok=True)
+    _make_dest(dest)
     _extract(path, kind, dest, skip_unsafe_links, progress)
     result.members, result.files, result.dirs = scan.members, scan.files, scan.dirs
     result.links, result.bytes, result.skipped = scan.links, scan.bytes, scan.skipped

@@ -163,7 +163,12 @@ def _first(obj: dict, *keys):
     return None
 
 
+_WORDS = {"success": 0, "ok": 0, "succeeded": 0, "failed": 1, "fail": 1, "failure": 1, "error": 1}
+
+
 def _as_int(v) -> int | None:
+    """An exit code from a JSON value: a number, a numeric string, or a word
+    such as ``success``/``failed``."""
     if isinstance(v, bool):
         return None
     if isinstance(v, int):
@@ -172,7 +177,7 @@ def _as_int(v) -> int | None:
         try:
             return int(v.strip())
         except ValueError:
-            return None
+            return _WORDS.get(v.strip().lower())
     return None
 
 

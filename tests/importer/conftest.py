@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+# the builders module sits beside this file (works with any --import-mode)
+sys.path.insert(0, str(Path(__file__).parent))
 from typer.testing import CliRunner
 
 from importer.cli import app
-from importer_fixtures import build_sme_tree
+from importer_fixtures import build_sme_tree  # noqa: E402
 
 
 @pytest.fixture

@@ -105,6 +105,17 @@ HOSTILE = {
         ],
         "outside",
     ),
+    "symlink_resolved_through_a_later_link": Hostile(
+        [
+            M("t", type=tarfile.SYMTYPE, linkname="s/../outside/target", data=None),
+            M("s", type=tarfile.SYMTYPE, linkname=".", data=None),
+        ],
+        "outside",
+    ),
+    "symlink_loop": Hostile(
+        [M("a", type=tarfile.SYMTYPE, linkname="b", data=None), M("b", type=tarfile.SYMTYPE, linkname="a", data=None)],
+        "loops",
+    ),
     "path_through_symlink": Hostile(
         [M("d/", type=tarfile.DIRTYPE, data=None), M("s", type=tarfile.SYMTYPE, linkname="d", data=None), M("s/x")],
         "through the symbolic link",
@@ -260,6 +271,13 @@ def test_force_replaces_a_symlink_instead_of_writing_through_it(tmp_path, cli):
     assert r.exit_code == 0, r.output
     assert (outside / "victim").read_text() == "precious"
     assert not (dest / "f").is_symlink() and (dest / "f").read_bytes() == b"from archive"
+
+
+def test_dest_cannot_be_created(tmp_path, cli):
+    arc = make_tar(tmp_path / "a.tgz", [M("x")])
+    (tmp_path / "file").write_text("")
+    r = cli("explode", arc, tmp_path / "file/sub")
+    assert r.exit_code == 2 and "cannot create" in r.stderr
 
 
 def test_dest_is_a_file(tmp_path, cli):

@@ -218,6 +218,15 @@ def test_signal_event_success(cli, tmp_path, sme_tree):
     assert "(signal-event:" in r.stdout and "Result: OK" in r.stdout
 
 
+@pytest.mark.parametrize("value, status", [(0, "ok"), ("0", "ok"), ("success", "ok"), (2, "failed"),
+                                           ("failed", "failed"), ("running", "unknown")])
+def test_signal_event_exit_values(value, status):
+    f = events.JsonFollower()
+    f.feed(jl(action=A + "x", type="action-start"))
+    f.feed(jl(action=A + "x", type="action-done", status=value))
+    assert f.results(0)[0].status == status
+
+
 def test_signal_event_nonzero_alone_fails(cli, tmp_path, sme_tree):
     prog = fake_signal_event(tmp_path, [jl(action=A + "x", exit=0)], rc=4)
     r = cli("run", sme_tree, "--signal-event", prog, "--syslog", tmp_path / "none")
