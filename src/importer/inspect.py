@@ -530,7 +530,7 @@ def render_text(inv: Inventory) -> str:
     width = max([len(u.email) for u in inv.users] + [10])
     for u in inv.users:
         box = u.mailbox
-        mail = f"{box.messages:>7} msgs {human(box.bytes):>10} in {box.folders} folders" if box.exists else "no Maildir"
+        mail = f"{box.messages:>7} msgs {human(box.bytes):>10} in {box.folders} folder{'s' if box.folders != 1 else ''}" if box.exists else "no Maildir"
         tags = []
         if u.system:
             tags.append("system account")

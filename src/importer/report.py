@@ -31,6 +31,7 @@ _RFC3164 = re.compile(r"^([A-Z][a-z]{2})\s+(\d{1,2}) (\d\d):(\d\d):(\d\d)\s")
 _RFC3339 = re.compile(r"^(\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?)\s")
 _MONTHS = {m: i for i, m in enumerate("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(), 1)}
 SLACK = 2.0  # seconds around the run's window
+TAIL_LINES = 5  # output shown for a failed action that printed no tagged line
 
 
 def classify(line: str) -> str | None:
@@ -190,6 +191,11 @@ def render_text(rep: Report) -> str:
         for m in a.messages:
             src = "" if m.source == "output" else f"  ({m.source})"
             w(f"             {m.line}{src}")
+        if a.failed and not a.messages and a.output.strip():
+            tail = a.output.rstrip().splitlines()[-TAIL_LINES:]
+            w(f"             last {len(tail)} lines of its output:")
+            for line in tail:
+                w(f"             | {line}")
     if run.exit_code not in (None, 0):
         w(f"  signal-event itself exited with status {run.exit_code}")
     w("")

@@ -137,6 +137,16 @@ def test_all_ok_exits_0_and_skips_are_shown(cli, tmp_path, sme_tree):
     assert "no-such-log does not exist" in r.stdout
 
 
+def test_failed_action_without_tagged_lines_shows_its_last_output(cli, tmp_path, sme_tree):
+    edir = tmp_path / "ev" / EVENT
+    edir.mkdir(parents=True)
+    handler(edir, "S10quiet", "for i in 1 2 3 4 5 6 7; do echo line$i; done\nexit 5")
+    r = cli("run", sme_tree, "--events-dir", tmp_path / "ev", "--syslog", tmp_path / "none")
+    assert r.exit_code == 1
+    assert "last 5 lines of its output:" in r.stdout
+    assert "| line7" in r.stdout and "| line3" in r.stdout and "line2" not in r.stdout
+
+
 def test_unreadable_syslog_is_said(tmp_path):
     run = events.EventRun(EVENT, "/d", "builtin", "x", started=time.time(), finished=time.time())
     lines, note = report.read_syslog(report.SyslogMark(str(tmp_path)), run.started, run.finished)
