@@ -7,14 +7,13 @@
   since one rsync cannot rename ``<user>`` to ``<user>@<domain>``.
 * ``maildirsync``: the SSH sync CLI into ``<dest>/<user>@<domain>/Maildir``.
 
-A run is measured from the outside: wall clock around the client, CPU and peak RSS from ``wait4`` on it
-(which covers the descendants it reaped: ssh, rsync's receiver), bytes from the wire counters.
+A run is measured from the outside: wall clock, CPU and peak RSS of the client's process tree (ssh,
+rsync's receiver included) by ``launch.py``, bytes from the wire counters.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import subprocess
@@ -28,6 +27,7 @@ from bench.netlab import Network
 from bench.verify import MAILDIRSYNC_POLICY, RSYNC_POLICY, Policy
 
 RSYNC_FLAGS = ["-r", "-l", "-t", "--delete"]
+LAUNCHER = Path(__file__).with_name("launch.py")
 
 
 @dataclass
@@ -41,18 +41,20 @@ class Exec:
 
 
 def run_measured(argv: list[str]) -> Exec:
-    """Run ``argv`` and account for it and the descendants it waited for."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
-        # wait4 rather than Popen.wait: it hands back the rusage of the child and what it reaped.
-        _pid, status, ru = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - t0
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        return Exec(proc.returncode, wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss,
-                    out.read().decode(errors="replace"), err.read().decode(errors="replace"))
+    """Run ``argv`` through the launcher and account for its whole process tree (ssh, rsync's receiver...)."""
+    with tempfile.TemporaryDirectory(prefix="msb-run-") as tmp:
+        stats = Path(tmp) / "usage.json"
+        with open(Path(tmp) / "out", "w+b") as out, open(Path(tmp) / "err", "w+b") as err:
+            subprocess.run([sys.executable, "-I", "-S", str(LAUNCHER), str(stats), *argv],
+                           stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+            out.seek(0)
+            err.seek(0)
+            text_out, text_err = out.read().decode(errors="replace"), err.read().decode(errors="replace")
+        try:
+            u = json.loads(stats.read_text())
+        except (OSError, ValueError):
+            return Exec(127, 0.0, 0.0, 0, text_out, "launcher failed: " + text_err)
+        return Exec(u["returncode"], u["wall_s"], u["cpu_s"], u["maxrss_kib"], text_out, text_err)
 
 
 @dataclass
