@@ -220,7 +220,9 @@ def start_sshd(
     tries = 1 if port is not None else 5
     last_err = ""
     for _ in range(tries):
-        p = port if port is not None else free_port(host)
+        # A namespace has its own ports and our process cannot bind its address: any port free here
+        # is a fine guess there, and a clash is retried.
+        p = port if port is not None else free_port("127.0.0.1" if netns else host)
         server = _launch(workdir, host, p, host_key, client_key, legacy, sftp_only, netns, extra_config,
                          no_dac_override, timeout)
         if isinstance(server, SshServer):
