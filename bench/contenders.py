@@ -193,16 +193,17 @@ class Maildirsync(Contender):
         argv = [str(self.exe), "-s", n.host, "-p", str(n.port), "-i", str(n.server.client_key),
                 "--known-hosts", str(n.known_hosts), "--state-dir", str(self.state), "--dest-root", str(self.dest),
                 "--domain", self.domain, "--users-dir", str(self.users_dir), "--json"]
+        # Ownership is left out of the comparison: the rsync contenders do not chown either.
+        argv += ["--owner", "keep"]
         if "admin" in self.source:
             argv += ["--admin-maildir", str(self.source["admin"])]
         if self.jobs:
             argv += ["-j", str(self.jobs)]
         e = run_measured(n.wrap(argv))
-        summary = _last_json(e.stdout)
-        out = Outcome(e.returncode == 0, e.wall_s, e.cpu_s, e.maxrss_kib,
-                      _find_number(summary, ("bytes_received", "bytes_in", "bytes")),
-                      _find_number(summary, ("fetched", "files_transferred", "downloaded")))
-        out.extra = {"summary": _scalars(summary)}
+        totals, statuses = _totals(_last_json(e.stdout))
+        out = Outcome(e.returncode == 0, e.wall_s, e.cpu_s, e.maxrss_kib, totals.get("bytes"),
+                      sum(totals.get(k, 0) for k in ("new", "refetched", "conflicts")) if totals else None)
+        out.extra = {"counts": totals, "user_statuses": statuses}
         if e.returncode != 0:
             out.error = f"maildirsync exited {e.returncode}: {(e.stderr.strip() or e.stdout.strip())[-800:]}"
         return out
@@ -221,26 +222,18 @@ def _last_json(text: str):
     return None
 
 
-def _find_number(obj, keys: tuple[str, ...]) -> int | None:
-    """The first top-level (or ``totals``/``summary``) integer under one of ``keys``."""
-    if not isinstance(obj, dict):
-        return None
-    for scope in (obj, obj.get("totals"), obj.get("summary")):
-        if isinstance(scope, dict):
-            for k in keys:
-                if isinstance(scope.get(k), int):
-                    return scope[k]
-    return None
-
-
-def _scalars(obj) -> dict:
-    if not isinstance(obj, dict):
-        return {}
-    out = {k: v for k, v in obj.items() if isinstance(v, (int, float, str, bool))}
-    for k in ("totals", "summary"):
-        if isinstance(obj.get(k), dict):
-            out[k] = {kk: vv for kk, vv in obj[k].items() if isinstance(vv, (int, float, str, bool))}
-    return out
+def _totals(report) -> tuple[dict[str, int], dict[str, int]]:
+    """Sum of the per-user counts of ``maildirsync --json`` (new, renamed, moved, deleted, bytes...), and
+    how many users ended in each status."""
+    totals: dict[str, int] = {}
+    statuses: dict[str, int] = {}
+    if isinstance(report, dict):
+        for u in report.get("users", []):
+            statuses[u.get("status", "?")] = statuses.get(u.get("status", "?"), 0) + 1
+            for k, v in (u.get("counts") or {}).items():
+                if isinstance(v, int):
+                    totals[k] = totals.get(k, 0) + v
+    return totals, statuses
 
 
 CONTENDERS = {"script": ScriptLoop, "rsync": WholeTree, "maildirsync": Maildirsync}

@@ -90,7 +90,8 @@ def test_rsync_stats_parse():
 def test_tiny_bench_all_scenarios_loopback(tmp_path):
     out = tmp_path / "results"
     r = subprocess.run(
-        [sys.executable, "-m", "bench.run", "--size", "tiny", "--reps", "1", "--profile", "loopback",
+        [sys.executable, "-m", "bench.run", "--size", "tiny", "--users", "2", "--folders", "2", "--messages", "10",
+         "--reps", "1", "--profile", "loopback",
          "--out", str(out), "--work", str(tmp_path / "work"), "--quiet"],
         cwd=REPO, capture_output=True, text=True, timeout=600)
     print(r.stdout[-4000:], r.stderr[-4000:])  # the times, for the log; nothing asserted on them
