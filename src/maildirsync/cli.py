@@ -10,6 +10,7 @@ import json
 import signal
 import sys
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
@@ -224,6 +225,106 @@ def sync_cmd(
     except MaildirsyncError as e:
         fail(e, as_json)
     raise typer.Exit(code)
+
+
+@app.command("setup")
+def setup_cmd(
+    source_host: str = typer.Option(..., "-s", "--source", metavar="IPADDR", help="The source host."),
+    port: int = typer.Option(22, "-p", "--port", help="SSH port on the source host."),
+    login: str = typer.Option("root", "-l", "--login", help="SSH login on the source."),
+    accept_new: bool = typer.Option(False, "--accept-new-host-key", help="Record the source's host key if unknown."),
+    known_hosts: Optional[Path] = typer.Option(None, "--known-hosts", help="Host keys (default STATE/known_hosts)."),
+    state_dir: Optional[Path] = StateOpt,
+) -> None:
+    """Create the tool's own SSH key and install it on the source (asks once for the password).
+    The only command that ever writes to the source."""
+    from . import ssh
+
+    base = state_dir or DEFAULT_STATE
+    try:
+        r = ssh.setup(source_host, port, base, login=login, known_hosts=known_hosts, accept_new=accept_new)
+    except SourceError as e:
+        fail(MaildirsyncError(str(e), getattr(e, "exit_code", 1)), False)
+    print(f"key {r.key} ({'created' if r.key_created else 'existing'})")
+    print(f"source host key {r.host_key_fingerprint}")
+    print("public key " + ("installed on the source" if r.key_installed else "was already installed on the source"))
+    print(f"login with the key works: run `maildirsync -s {source_host}" + (f" -p {port}`" if port != 22 else "`"))
+
+
+def _state_dirs(base: Path, source_host: Optional[str], port: int) -> list[Path]:
+    if source_host is not None:
+        return [engine.state_dir_for(base, f"{source_host}_{port}").path]
+    try:
+        return sorted(p for p in base.iterdir() if (p / "index").is_dir())
+    except OSError:
+        return []
+
+
+@app.command("status")
+def status_cmd(
+    source_host: Optional[str] = typer.Option(None, "-s", "--source", metavar="IPADDR", help="Only this source."),
+    port: int = typer.Option(22, "-p", "--port"),
+    state_dir: Optional[Path] = StateOpt,
+    as_json: bool = AsJson,
+) -> None:
+    """Per source and user: the last sync, its status and counts."""
+    from .index import StateDir
+
+    base = state_dir or DEFAULT_STATE
+    out = {}
+    for d in _state_dirs(base, source_host, port):
+        idx, note = StateDir(d).open_index(readonly=True)
+        try:
+            out[d.name] = {u.decode("utf-8", "surrogateescape"): st for u, st in idx.all_status().items()}
+        finally:
+            idx.close()
+        if note:
+            out[d.name]["(note)"] = {"status": note}
+    if as_json:
+        print(json.dumps(out, indent=1))
+        raise typer.Exit(0)
+    if not out:
+        print(f"no sync recorded under {base}" + (f" for {source_host}:{port}" if source_host else ""))
+        raise typer.Exit(0)
+    for src, users in out.items():
+        print(f"source {src}:")
+        for user, st in sorted(users.items()):
+            c = st.get("counts", {})
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(st["time"])) if "time" in st else "-"
+            print(
+                f"  {user:<20} {when}  {st.get('status', '?'):<8} new={c.get('new', 0)} renamed={c.get('renamed', 0)}"
+                f" moved={c.get('moved', 0)} deleted={c.get('deleted', 0)} failed={c.get('failed', 0)}"
+                + (f"  ({st['reason']})" if st.get("reason") else "")
+            )
+
+
+@app.command("verify")
+def verify_cmd(
+    source_host: str = typer.Option(..., "-s", "--source", metavar="IPADDR", help="The source whose index to check."),
+    port: int = typer.Option(22, "-p", "--port"),
+    dest_root: Path = typer.Option(Path("/var/lib/nethserver/vmail"), "--dest-root"),
+    domain: Optional[str] = typer.Option(None, "--domain"),
+    user: list[str] = typer.Option([], "-u", "--user", help="Only this user (repeatable)."),
+    state_dir: Optional[Path] = StateOpt,
+    as_json: bool = AsJson,
+) -> None:
+    """Re-hash destination messages against the index and report any difference."""
+    from . import verify
+
+    try:
+        state = engine.state_dir_for(state_dir or DEFAULT_STATE, f"{source_host}_{port}")
+        dest, _notes = remote.destination_mailboxes(dest_root, domain or remote.host_domain())
+        results = verify.run(state, dest, user)
+    except MaildirsyncError as e:
+        fail(e, as_json)
+    if as_json:
+        print(json.dumps([r.as_dict() for r in results], indent=1))
+    else:
+        for r in results:
+            print(r.line())
+            for problem in r.problems[:50]:
+                print(f"  {problem}")
+    raise typer.Exit(1 if any(r.corrupt for r in results) else 0)
 
 
 def main() -> None:

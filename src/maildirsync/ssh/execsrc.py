@@ -102,8 +102,11 @@ class ExecSource:
     transport = "exec"
 
     def __init__(self, conn: Connection, *, owns_connection: bool = True) -> None:
+        from .sftp import SftpSource
+
         self.c = conn
         self._owns = owns_connection
+        self._sftp = SftpSource(conn, owns_connection=False)
 
     # -- running a command
     async def _run(self, cmd: str, stdin: bytes = b"", on_stdout=None) -> tuple[int | None, bytes, bytes]:
@@ -363,19 +366,13 @@ class ExecSource:
         await pipe.put(("eof",))
 
     # -- small things
+    # Each exec channel costs a shell start on the source (a quarter of a second where root's shell rc is
+    # heavy); a control file or a stat is one SFTP round trip on the channel the connection already has.
     def read(self, root: bytes, rel: bytes) -> bytes | None:
-        got = None
-        for f in self.fetch(root, [rel]):
-            if f.error is not None:
-                if "not a regular file" in f.error:
-                    raise OSError(errno.ELOOP, "not a regular file", root + b"/" + rel)
-                return None
-            got = b"".join(f.chunks)
-        return got
+        return self._sftp.read(root, rel)
 
     def exists(self, root: bytes) -> bool:
-        status, _, _ = self.c.run(self._run(f"test -d {shq(root)}"))
-        return status == 0
+        return self._sftp.exists(root)
 
     def close(self) -> None:
         if self._owns:
