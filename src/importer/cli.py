@@ -5,6 +5,7 @@ Commands::
     maildirsync-import explode ARCHIVE [DIR]   # default DIR: /var/lib/migration
     maildirsync-import inspect DIR [--json]
     maildirsync-import run DIR [--events-dir D] [--json]
+    maildirsync-import mailboxes DIR [--source-host HOST [--port P]] [-n] [--json]
 
 Exit codes:
 
@@ -16,6 +17,8 @@ Exit codes:
   archive that is unsafe (absolute path, ``..``, link escaping DIR, device
   node, fifo), truncated or corrupt, a non-empty DIR without ``--force``, a
   DIR that is not an exploded backup;
+* ``3`` -- ``mailboxes -n`` only: the dry run found mail to copy;
+* ``4`` -- ``mailboxes`` only: another maildirsync run holds the index;
 * ``130`` -- interrupted (Ctrl-C).
 
 Errors are one message and a hint, never a traceback (set
@@ -34,6 +37,7 @@ import typer
 
 from importer import EXIT_FAILED, EXIT_OK, events, inspect as inspect_mod, report
 from importer import archive as archive_mod
+from importer import mailboxes as mailboxes_mod
 from importer.errors import BadInputError, ImporterError
 from importer.progress import human, make_progress
 
@@ -193,6 +197,63 @@ def run(
     else:
         sys.stdout.write(report.render_text(rep))
     raise typer.Exit(rep.exit_code)
+
+
+@app.command()
+@guarded
+def mailboxes(
+    dir: str = typer.Argument(..., metavar="DIR", help="the exploded backup"),
+    dest_root: str = typer.Option(
+        inspect_mod.DEFAULT_DEST_ROOT, "--dest-root", help="destination mailboxes: <dest-root>/<user>@<domain>/Maildir"
+    ),
+    domain: Optional[str] = typer.Option(None, "--domain", help="mail domain (default: the host's domain)"),
+    source_host: Optional[str] = typer.Option(
+        None, "--source-host", metavar="HOST",
+        help="seed the index of `maildirsync -s HOST`: give HOST exactly as you will give it there",
+    ),
+    port: int = typer.Option(22, "--port", "-p", help="with --source-host: the SSH port maildirsync -s will use"),
+    state_dir: Optional[str] = typer.Option(
+        None, "--state-dir", envvar="MAILDIRSYNC_STATE_DIR",
+        help=f"where maildirsync keeps its indexes (default {mailboxes_mod.DEFAULT_STATE})",
+    ),
+    user: list[str] = typer.Option([], "--user", "-u", help="only this user (repeatable)"),
+    dry_run: bool = typer.Option(False, "--dry-run", "-n", help="print the plan; change nothing"),
+    owner: Optional[str] = typer.Option(
+        None, "--owner", help="USER:GROUP of what is created (default vmail:vmail if it exists; 'keep')"
+    ),
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="list every action"),
+    json_out: bool = typer.Option(False, "--json", help="print the report as JSON"),
+) -> None:
+    """Copy every user's Maildir (admin's included) from DIR into <dest-root>/<user>@<domain>/Maildir
+    with the sync engine, and record them in the index, so that the following maildirsync -s only
+    transfers what changed on the source since the backup. DIR is only read."""
+    from maildirsync import report as sync_report
+    from maildirsync.cli import interruptible, parse_owner
+    from maildirsync.errors import MaildirsyncError
+
+    try:
+        owner_ids = parse_owner(owner)
+    except MaildirsyncError as e:
+        raise BadInputError(e.message, "give --owner USER:GROUP of this host, numbers, or 'keep'") from None
+    seeding = mailboxes_mod.prepare(
+        dir, dest_root=dest_root, domain=domain, source_host=source_host, port=port,
+        state_base=state_dir or mailboxes_mod.DEFAULT_STATE, users=user,
+    )  # fmt: skip
+    progress = sync_report.Progress(max(len(seeding.jobs), 1), enabled=False if json_out else None)
+    with interruptible() as stop:
+        result = mailboxes_mod.run(
+            seeding, dry_run=dry_run, owner=owner_ids, stop=stop, progress=progress.advance,
+            on_user=progress.user_done,
+        )  # fmt: skip
+    progress.close()
+    if json_out:
+        print(mailboxes_mod.to_json(seeding, result))
+    else:
+        if verbose:
+            for u in result.users:
+                sync_report.print_actions(u, sys.stdout, verbose)
+        sync_report.print_summary(result)
+    raise typer.Exit(result.exit_code)
 
 
 def main(argv: list[str] | None = None) -> int:
