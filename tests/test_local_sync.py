@@ -18,11 +18,12 @@ from mdtools import T0, CountingSource, cli, cli_as, messages, mkmaildir, put, r
 
 
 def sync(src: Path, dst: Path, state: Path, source=None, **opts) -> engine.RunResult:
-    jobs, _key, _notes = local.jobs(src, dst, [], create=True)
+    jobs, key, _notes = local.jobs(src, dst, [], create=True)
     ro = engine.RunOptions(
         dry_run=opts.pop("dry_run", False), plan=engine.Options(**opts), owner=None, jobs=opts.pop("jobs", 1)
     )
-    return engine.run(jobs, source or local.LocalSource(), StateDir(state), ro)
+    # The same index the CLI uses for this pair, so in-process and CLI runs can be mixed.
+    return engine.run(jobs, source or local.LocalSource(), engine.state_dir_for(state, key), ro)
 
 
 @pytest.fixture
@@ -313,3 +314,35 @@ def test_no_duplicates_and_nothing_lost_after_repeated_runs(corpus, tmp_path):
     sync(corpus, dst, state)
     assert snapshot(dst) == snapshot(corpus)
     assert all(len(v) == 1 for v in messages(dst).values())
+
+
+def test_ctrl_c_finishes_the_message_in_flight_commits_and_exits_130(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    src, dst, state = tmp_path / "src", tmp_path / "dst", tmp_path / "state"
+    generate(src, CorpusSpec(users=1, folders=2, messages=2500, seed=3, layout="plain", big_fraction=0), processes=2)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "maildirsync.cli", "sync", src, dst, "--state-dir", state, "--create", "--owner", "keep"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(dst.rglob("cur/*"))) < 100:
+        time.sleep(0.02)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 130, out + err
+    assert "interrupted" in out and "Traceback" not in err
+    landed = messages(dst)
+    assert 0 < len(landed) < 5000
+    assert all(len(v) == 1 for v in landed.values())
+    # The index holds what was done: the re-run downloads only the rest, and nothing twice.
+    counting = CountingSource()
+    r = sync(src, dst, state, source=counting)
+    assert r.users[0].counts()["new"] == 5000 - len(landed)
+    assert r.users[0].counts()["adopted"] == 0
+    assert snapshot(dst) == snapshot(src)
