@@ -106,7 +106,7 @@ def measure(c: Contender, net: netlab.Network, source: dict[str, Path], hasher: 
 
 
 def bench_one(spec: corpus.CorpusSpec, size_name: str, profile: netlab.Profile, args, work: Path,
-              results: dict, progress: Progress, hasher: Hasher) -> None:
+              results: dict, progress: Progress, hasher: Hasher, outdir: Path) -> None:
     net = netlab.start(profile, work / f"net-{profile.name}", sshd_config=SSHD_CONFIG)
     results["profiles"][profile.name] = {"emulation": net.emulation, "rate_mbit": profile.rate_mbit,
                                          "rtt_ms": profile.rtt_ms}
@@ -146,6 +146,7 @@ def bench_one(spec: corpus.CorpusSpec, size_name: str, profile: netlab.Profile, 
                     results["samples"].append(sample)
                     progress.show(f"{size_name}/{profile.name} rep {rep + 1}/{args.reps} {scenario}: {c.key} "
                                   f"{sample['status']} {sample['wall_s']:.2f}s", advance=True)
+            report.write(results, outdir, plots=False)  # a long run can be inspected (or survive a crash)
             if len(hasher.cache) > 4_000_000:
                 hasher.cache.clear()
     finally:
@@ -202,8 +203,7 @@ def main(argv: list[str] | None = None) -> int:
             spec = corpus.spec_for(size, seed=args.seed, layout="sme8", users=args.users, folders=args.folders,
                                    messages=args.messages)
             for prof in args.profiles:
-                bench_one(spec, size, netlab.PROFILES[prof], args, work, results, progress, hasher)
-                report.write(results, outdir, plots=not args.no_plots)  # partial results survive a crash
+                bench_one(spec, size, netlab.PROFILES[prof], args, work, results, progress, hasher, outdir)
     finally:
         progress.end()
         if not args.keep:

@@ -403,12 +403,22 @@ def _generate_user(args: tuple[CorpusSpec, int, str, str]) -> tuple[int, int]:
             total += len(data)
         Uidlist(lo - rng.randint(0, 86400 * 30), uid + 1, f"{rng.getrandbits(128):032x}", entries).write(fdir)
         _write_caches(fdir, rng, len(entries))
+        # Server files were last written when the last message arrived: deterministic, and plausible.
+        _stamp(fdir, max(times, default=lo))
     (maildir / "subscriptions").write_text("".join(f"{f[1:]}\n" for f in folders if f))
     uidv = rng.randint(CORPUS_START, CORPUS_END)
     (maildir / "dovecot-uidvalidity").write_text(f"{uidv:08x}\n")
     (maildir / f"dovecot-uidvalidity.{uidv:08x}").write_bytes(b"")
     (maildir / "dovecot.list.index.log").write_bytes(rng.randbytes(4 * KIB))
+    _stamp(maildir, CORPUS_END)
     return count, total
+
+
+def _stamp(folder: Path, t: int) -> None:
+    """Give the non-message files at the top of ``folder`` the mtime ``t``."""
+    for entry in os.scandir(folder):
+        if entry.is_file(follow_symlinks=False):
+            os.utime(entry.path, (t, t))
 
 
 def maildir_path(root: Path, layout: str, user: str) -> Path:

@@ -117,27 +117,109 @@ def _new_flags(rng: random.Random, flags: str, nkeywords: int) -> str:
     return "".join(sorted(s))
 
 
-def _sync_uidlists(mutation: Mutation, rng: random.Random, renames: dict[str, str], removed: set[str],
-                   appended: dict[Path, list[str]]) -> None:
-    """Rewrite the uidlist of every touched folder: renamed entries take their new names (matched by base),
-    removed ones go, appended ones get the next UIDs. Grow each touched folder's index log."""
-    for folder in sorted(mutation.touched):
-        ul = read_uidlist(folder)
-        key = str(folder)
-        entries = []
-        for uid, name in ul.entries:
-            k = f"{key}\0{base_of(name)}"
-            if k in removed:
+class _Mutator:
+    """One scenario's changes to the tree, and what they mean for each folder's uidlist."""
+
+    def __init__(self, scenario: str, root: Path, layout: str, seed: int, step: int):
+        self.m = Mutation(scenario)
+        self.seed, self.step = seed, step
+        self.rng = random.Random(f"scenario:{scenario}:{seed}:{step}")
+        self.msgs, self.folders = inventory(Path(root), layout)
+        self.renames: dict[str, str] = {}  # "<folder>\0<base>" -> new name
+        self.removed: set[str] = set()  # "<folder>\0<base>"
+        self.appended: dict[Path, list[str]] = {}  # folder -> names that get the next UIDs
+
+    def new(self, frac: float) -> None:
+        rng, users = self.rng, sorted(self.folders)
+        for _ in range(max(1, round(len(self.msgs) * frac))):
+            user = rng.choice(users)
+            folders = self.folders[user]
+            # Most mail lands in INBOX; filters drop some into other folders; Sent gets IMAP APPENDs.
+            folder = folders[0] if rng.random() < 0.7 or len(folders) == 1 else rng.choice(folders[1:])
+            sent = folder.name == ".Sent"
+            q = read_uidlist(folder).nextuid + len(self.appended.get(folder, []))
+            t = CORPUS_END + 86400 * self.step + rng.randrange(86400)
+            data = make_message(rng, self.seed, t, f"{user}@{_DEFAULTS.domain}", _DEFAULTS.host,
+                                draw_size(rng, _DEFAULTS), sent)
+            # Pids above the corpus' range and Q = the folder's next UID keep every new base unique.
+            name = message_name(t, rng.randrange(1_000_000), 4_100_000 + rng.randrange(100_000), q,
+                                _DEFAULTS.host, len(data), len(data) + data.count(b"\n"), "S" if sent else None)
+            write_message(folder / ("cur" if sent else "new") / name, data, t)
+            self.appended.setdefault(folder, []).append(name)
+            self.m.touched.add(folder)
+            self.m.added += 1
+            self.m.added_bytes += len(data)
+
+    def flags(self, frac: float) -> None:
+        for msg in _pick(self.rng, self.msgs, frac):
+            base = base_of(msg.name)
+            if msg.sub == "new":
+                new_name = base + ":2,S"  # first read
+                self.m.new_to_cur += 1
+            else:
+                new_name = base + ":2," + _new_flags(self.rng, _flags_of(msg.name), _keyword_count(msg.folder))
+            if msg.sub == "cur" and new_name == msg.name:
                 continue
-            entries.append((uid, renames.get(k, name)))
-        for name in appended.get(folder, []):
-            entries.append((ul.nextuid, name))
-            ul.nextuid += 1
-        ul.entries = entries
-        ul.write(folder)
-        grow_index_log(folder, rng, rng.randint(1, 8) * 256)
-        mutation.uidlists_rewritten += 1
-        mutation.index_logs_grown += 1
+            os.rename(msg.path, msg.folder / "cur" / new_name)
+            self.renames[f"{msg.folder}\0{base}"] = new_name
+            self.m.touched.add(msg.folder)
+            self.m.flag_changes += 1
+
+    def moved(self, frac: float) -> None:
+        for msg in _pick(self.rng, self.msgs, frac):
+            others = [f for f in self.folders[msg.user] if f != msg.folder]
+            if not others:
+                continue
+            dest = self.rng.choice(others)
+            name = msg.name if ":2," in msg.name else msg.name + ":2,"
+            os.rename(msg.path, dest / "cur" / name)
+            self.removed.add(f"{msg.folder}\0{base_of(msg.name)}")
+            self.appended.setdefault(dest, []).append(name)
+            self.m.touched |= {msg.folder, dest}
+            self.m.moved += 1
+
+    def deleted(self, frac: float) -> None:
+        for msg in _pick(self.rng, self.msgs, frac):
+            os.unlink(msg.path)
+            self.removed.add(f"{msg.folder}\0{base_of(msg.name)}")
+            self.m.touched.add(msg.folder)
+            self.m.deleted += 1
+
+    def churn(self, _frac: float) -> None:
+        # Dovecot compacts its uidlist (same lines, new file) and logs every session to the index log;
+        # the main index is recreated from time to time.
+        rng = self.rng
+        for folders in self.folders.values():
+            for folder in folders:
+                self.m.touched.add(folder)
+                index = folder / "dovecot.index"
+                if rng.random() < 0.5 and index.exists():
+                    tmp = folder / "dovecot.index.tmp"
+                    tmp.write_bytes(b"\x07\x03" + rng.randbytes(max(0, index.stat().st_size - 2)))
+                    os.replace(tmp, index)
+            lindex = folders[0] / "dovecot.list.index.log"
+            if lindex.exists():
+                with open(lindex, "ab") as f:
+                    f.write(rng.randbytes(rng.randint(1, 4) * KIB))
+
+    def sync_uidlists(self) -> None:
+        """Rewrite the uidlist of every touched folder: renamed entries take their new names (matched by
+        base), removed ones go, appended ones get the next UIDs. Grow each touched folder's index log."""
+        for folder in sorted(self.m.touched):
+            ul = read_uidlist(folder)
+            entries = []
+            for uid, name in ul.entries:
+                k = f"{folder}\0{base_of(name)}"
+                if k not in self.removed:
+                    entries.append((uid, self.renames.get(k, name)))
+            for name in self.appended.get(folder, []):
+                entries.append((ul.nextuid, name))
+                ul.nextuid += 1
+            ul.entries = entries
+            ul.write(folder)
+            grow_index_log(folder, self.rng, self.rng.randint(1, 8) * 256)
+            self.m.uidlists_rewritten += 1
+            self.m.index_logs_grown += 1
 
 
 def apply(scenario: str, root: Path, layout: str, *, seed: int = 1, step: int = 0,
@@ -146,92 +228,12 @@ def apply(scenario: str, root: Path, layout: str, *, seed: int = 1, step: int = 
     applications apart (new deliveries are dated after the corpus and after earlier steps)."""
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r} (choose from {SCENARIOS})")
-    m = Mutation(scenario)
     if scenario in ("initial", "nochange"):
-        return m
-    rng = random.Random(f"scenario:{scenario}:{seed}:{step}")
-    msgs, folders = inventory(Path(root), layout)
-    frac = FRACTIONS.get(scenario, 0.0) if fraction is None else fraction
-    renames: dict[str, str] = {}  # "<folder>\0<base>" -> new name, for the uidlist
-    removed: set[str] = set()
-    appended: dict[Path, list[str]] = {}
-
-    if scenario == "new":
-        users = sorted(folders)
-        for _ in range(max(1, round(len(msgs) * frac))):
-            user = rng.choice(users)
-            # Most mail lands in INBOX; filters drop some into other folders; Sent gets IMAP APPENDs.
-            folder = folders[user][0] if rng.random() < 0.7 or len(folders[user]) == 1 else rng.choice(folders[user][1:])
-            sent = folder.name == ".Sent"
-            ul = read_uidlist(folder)
-            q = ul.nextuid + len(appended.get(folder, []))
-            t = CORPUS_END + 86400 * step + rng.randrange(86400)
-            size = draw_size(rng, _DEFAULTS)
-            data = make_message(rng, seed, t, f"{user}@{_DEFAULTS.domain}", _DEFAULTS.host, size, sent)
-            # Pids above the corpus' range and Q = the folder's next UID keep every new base unique.
-            name = message_name(t, rng.randrange(1_000_000), 4_100_000 + rng.randrange(100_000), q,
-                                _DEFAULTS.host, len(data), len(data) + data.count(b"\n"), "S" if sent else None)
-            write_message(folder / ("cur" if sent else "new") / name, data, t)
-            appended.setdefault(folder, []).append(name)
-            m.touched.add(folder)
-            m.added += 1
-            m.added_bytes += len(data)
-
-    elif scenario == "flags":
-        for msg in _pick(rng, msgs, frac):
-            if msg.sub == "new":
-                new_sub, new_name = "cur", base_of(msg.name) + ":2,S"
-                m.new_to_cur += 1
-            else:
-                flags = _new_flags(rng, _flags_of(msg.name), _keyword_count(msg.folder))
-                new_sub, new_name = "cur", base_of(msg.name) + ":2," + flags
-            if new_sub == msg.sub and new_name == msg.name:
-                continue
-            os.rename(msg.path, msg.folder / new_sub / new_name)
-            renames[f"{msg.folder}\0{base_of(msg.name)}"] = new_name
-            m.touched.add(msg.folder)
-            m.flag_changes += 1
-
-    elif scenario == "moved":
-        for msg in _pick(rng, msgs, frac):
-            others = [f for f in folders[msg.user] if f != msg.folder]
-            if not others:
-                continue
-            dest = rng.choice(others)
-            name = msg.name if ":2," in msg.name else msg.name + ":2,"
-            os.rename(msg.path, dest / "cur" / name)
-            removed.add(f"{msg.folder}\0{base_of(msg.name)}")
-            appended.setdefault(dest, []).append(name)
-            m.touched |= {msg.folder, dest}
-            m.moved += 1
-
-    elif scenario == "deleted":
-        for msg in _pick(rng, msgs, frac):
-            os.unlink(msg.path)
-            removed.add(f"{msg.folder}\0{base_of(msg.name)}")
-            m.touched.add(msg.folder)
-            m.deleted += 1
-
-    elif scenario == "churn":
-        # Dovecot compacts its uidlist (same lines, new file) and logs every session to the index log;
-        # the main index is recreated from time to time.
-        for user_folders in folders.values():
-            for folder in user_folders:
-                m.touched.add(folder)
-                if rng.random() < 0.5:
-                    index = folder / "dovecot.index"
-                    if index.exists():
-                        size = index.stat().st_size
-                        tmp = folder / "dovecot.index.tmp"
-                        tmp.write_bytes(b"\x07\x03" + rng.randbytes(max(0, size - 2)))
-                        os.replace(tmp, index)
-            lindex = user_folders[0] / "dovecot.list.index.log"
-            if lindex.exists():
-                with open(lindex, "ab") as f:
-                    f.write(rng.randbytes(rng.randint(1, 4) * KIB))
-
-    _sync_uidlists(m, rng, renames, removed, appended)
-    return m
+        return Mutation(scenario)
+    mutator = _Mutator(scenario, root, layout, seed, step)
+    getattr(mutator, scenario)(FRACTIONS.get(scenario, 0.0) if fraction is None else fraction)
+    mutator.sync_uidlists()
+    return mutator.m
 
 
 def main(argv: list[str] | None = None) -> int:
