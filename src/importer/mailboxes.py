@@ -22,7 +22,7 @@ Three things make a backup a different source from the live one, and are handled
 * **Directory stamps.** The engine skips re-listing a ``cur``/``new`` whose mtime equals the one recorded
   in the index. The backup's directory mtimes come from an archive (whole seconds, taken while mail kept
   arriving): a live directory changed in the same second as the backup read it would carry an equal stamp
-  and its change would be skipped. :class:`BackupSource` reports no clock for its listings, so the engine
+  and its change would be skipped. The run passes ``stamp_dirs=False``, so the engine
   records no stamp for a seeded folder, and the first ``maildirsync -s`` lists every folder in full.
 * **Nothing is deleted.** A message missing from the tree means the tree was consumed
   (``migration-import`` moves files out of it), not that a user deleted it: the run never deletes on the
@@ -41,7 +41,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,7 +53,7 @@ from maildirsync import engine, remote
 from maildirsync.errors import EXIT_BUSY, IndexBusy, MaildirsyncError
 from maildirsync.index import StateDir
 from maildirsync.plan import Options
-from maildirsync.transport import LocalSource, RawScan
+from maildirsync.transport import LocalSource
 
 DEFAULT_STATE = Path("/var/lib/maildirsync")  # as maildirsync's --state-dir
 MARKER = "seeded-by-import.json"
@@ -71,20 +71,6 @@ class SyncEngineError(ImporterError):
     def __init__(self, err: MaildirsyncError, hint: str | None = None) -> None:
         super().__init__(err.message, hint)
         self.exit_code = err.exit_code
-
-
-class BackupSource(LocalSource):
-    """The exploded tree, read like any local directory, except that its listings carry no clock.
-
-    The engine stores a folder's ``cur``/``new`` mtimes only for a listing whose clock it knows
-    (``RawScan.now_ns``); without it, nothing is stamped and the next run lists the folder again. A
-    backup's directory mtimes say nothing about the live source's directories (see the module doc),
-    so none of them may stand as a stamp."""
-
-    def scan(self, root: bytes, known: Mapping[bytes, int]) -> RawScan:
-        out = super().scan(root, {})
-        out.now_ns = None
-        return out
 
 
 @dataclass
@@ -270,23 +256,6 @@ def drop_newer(s: Seeding) -> None:
 # --------------------------------------------------------------------------- the run
 
 
-def _make_parents(s: Seeding, owner: tuple[int, int] | None) -> None:
-    """``<dest-root>/<user>@<domain>`` as NethServer has it: mode 0700, owned like the mailbox. (The engine
-    creates a missing parent owned by root; Dovecot, running as vmail, could not enter it.)"""
-    for job in s.jobs:
-        parent = os.path.dirname(job.dst_root)
-        try:
-            os.mkdir(parent, 0o700)
-        except FileExistsError:
-            continue
-        except OSError as e:
-            raise ImporterError(
-                f"cannot create {os.fsdecode(parent)}: {e.strerror}", "check the --dest-root and that you are root"
-            ) from None
-        if owner is not None:
-            os.chown(parent, *owner, follow_symlinks=False)
-
-
 def run(
     s: Seeding,
     *,
@@ -298,7 +267,7 @@ def run(
 ) -> engine.RunResult:
     """Copy the mailboxes (or plan it, for a dry run) and record them in the index."""
     drop_newer(s)
-    opts = engine.RunOptions(dry_run=dry_run, plan=Options(delete=False), owner=owner)
+    opts = engine.RunOptions(dry_run=dry_run, plan=Options(delete=False), owner=owner, stamp_dirs=False)
     if not s.jobs:
         result = engine.RunResult([], dry_run)
         result.notes[:0] = s.notes
@@ -306,7 +275,6 @@ def run(
     marks_lock = threading.Lock()
     marks: dict = {}
     if not dry_run:
-        _make_parents(s, owner)
         try:
             s.state.path.mkdir(parents=True, exist_ok=True, mode=0o700)
             marks = _read_marker(s.state)
@@ -330,7 +298,7 @@ def run(
 
     try:
         result = engine.run(
-            s.jobs, BackupSource(), s.state, opts, command="maildirsync-import mailboxes", stop=stop,
+            s.jobs, LocalSource(), s.state, opts, command="maildirsync-import mailboxes", stop=stop,
             progress=progress, on_user=done,
         )  # fmt: skip
     except IndexBusy as e:
@@ -372,6 +340,6 @@ def to_json(s: Seeding, result: engine.RunResult) -> str:
 
 
 __all__ = [
-    "BackupSource", "IndexInUseError", "MARKER", "Seeding", "SyncEngineError", "closing_notes",
+    "IndexInUseError", "MARKER", "Seeding", "SyncEngineError", "closing_notes",
     "drop_newer", "index_key", "prepare", "run", "to_json",
 ]  # fmt: skip

@@ -94,6 +94,10 @@ class RunOptions:
     plan: Options = field(default_factory=Options)
     owner: tuple[int, int] | None = None
     jobs: int = 1
+    # Record source cur/new mtimes so unchanged directories are not re-listed. Off when the source is a
+    # stand-in for another (a backup seeding the live source's index): its mtimes say nothing of the live one.
+    stamp_dirs: bool = True
+    command: str = "maildirsync"
 
 
 def default_owner() -> tuple[int, int] | None:
@@ -120,6 +124,7 @@ def run(
 ) -> RunResult:
     """Sync every job. Takes the index lock for the whole run (raises IndexBusy if held)."""
     stop = stop or threading.Event()
+    opts.command = command
     state.acquire(command)
     try:
         index, note = state.open_index(readonly=opts.dry_run)
@@ -203,7 +208,10 @@ def _sync_user(job, source, index, opts, stop, progress) -> UserResult:
 
     if not dst_exists:
         parent = os.path.dirname(job.dst_root)
-        os.makedirs(parent, mode=0o700, exist_ok=True)
+        if not os.path.isdir(parent):
+            os.makedirs(parent, mode=0o700, exist_ok=True)
+            if opts.owner is not None:
+                os.chown(parent, *opts.owner)  # the mail server must be able to enter the mailbox
     clean_tmp(job.dst_root, dst.folders)
     ex = Executor(
         user,
@@ -217,7 +225,7 @@ def _sync_user(job, source, index, opts, stop, progress) -> UserResult:
         progress=(lambda n, b: progress(job.user, n, b)) if progress else None,
     )
     out = ex.run(plan)
-    _record_folders(ex.batch, user, src, states, plan, out)
+    _record_folders(ex.batch, user, src, states, plan, out, opts.stamp_dirs)
     status = "changed" if any(a.kind not in INDEX_ONLY for a in out.done) else "ok"
     reason = ""
     if out.fatal:
@@ -229,7 +237,8 @@ def _sync_user(job, source, index, opts, stop, progress) -> UserResult:
         status, reason = "failed", "interrupted"
     res = UserResult(job.user, status, reason, plan, out, warnings)
     ex.batch.put_user(
-        user, {"time": time.time(), "status": status, "reason": reason, "counts": res.counts(), "dry_run": False}
+        user,
+        {"time": time.time(), "status": status, "reason": reason, "counts": res.counts(), "command": opts.command},
     )
     ex.batch.commit()
     return res
@@ -308,7 +317,9 @@ def _keyword_translations(source, job, src, dst, states, ctl_hash) -> dict[bytes
     return out
 
 
-def _record_folders(batch, user: bytes, src: listing.Mailbox, states, plan: Plan, out: Outcome) -> None:
+def _record_folders(
+    batch, user: bytes, src: listing.Mailbox, states, plan: Plan, out: Outcome, stamp_dirs: bool
+) -> None:
     failed_folders = {a.folder for a, _ in out.failed} | {a.from_folder for a, _ in out.failed if a.from_folder}
     done_kinds_incomplete = out.fatal is not None or out.interrupted
     for folder, f in src.folders.items():
@@ -318,7 +329,8 @@ def _record_folders(batch, user: bytes, src: listing.Mailbox, states, plan: Plan
             if cf == folder and ctl is not None:
                 new.controls[name] = ctl
         trusted = (
-            not done_kinds_incomplete
+            stamp_dirs
+            and not done_kinds_incomplete
             and folder not in failed_folders
             and folder not in plan.held
             and not src.errors

@@ -27,7 +27,7 @@ from . import maildir
 from .index import Batch, Ctl, Rec
 from .keywords import Translation, render
 from .plan import (
-    ADOPT, CONFLICT, CONTROL, COPY, DELETE, FETCH, FORGET, MKDIR, MOVE, RECORD, REFETCH, RENAME, Action, Plan,
+    CONFLICT, FETCH, REFETCH, Action, Plan,
 )  # fmt: skip
 from .transport import CHUNK, Source, SourceError
 
