@@ -138,7 +138,7 @@ def root(
     accept_new: bool = typer.Option(False, "--accept-new-host-key", help="Record the source's host key if unknown."),
     dest_root: Path = typer.Option(Path("/var/lib/nethserver/vmail"), "--dest-root", help="Destination mailboxes."),
     domain: Optional[str] = typer.Option(None, "--domain", help="Mail domain (default: the host's domain)."),
-    jobs: int = JobsOpt,
+    jobs: int = typer.Option(4, "-j", "--jobs", min=1, max=16, help="Users synced in parallel over the one connection."),
     transport: str = typer.Option("auto", "--transport", metavar="auto|sftp", help="sftp: use SFTP only."),
     no_delete: bool = NoDelete,
     max_delete: float = MaxDelete,

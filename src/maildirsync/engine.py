@@ -131,10 +131,12 @@ def run(
         result = RunResult([], opts.dry_run, notes=[note] if note else [])
         try:
 
+            scans = _Prefetch(jobs, source, index)
+
             def one(job: UserJob) -> UserResult:
                 if stop.is_set():
                     return UserResult(job.user, "failed", "not started: interrupted")
-                r = sync_user(job, source, index, opts, stop, progress)
+                r = sync_user(job, source, index, opts, stop, progress, scans.get)
                 if on_user is not None:
                     on_user(r)
                 return r
@@ -159,24 +161,22 @@ def sync_user(
     opts: RunOptions,
     stop: threading.Event,
     progress: Callable[[str, int, int], None] | None = None,
+    scan: Callable[[UserJob, dict], RawScan] | None = None,
 ) -> UserResult:
     t0 = time.monotonic()
-    r = _sync_user(job, source, index, opts, stop, progress)
+    r = _sync_user(job, source, index, opts, stop, progress, scan or (lambda j, known: source.scan(j.src_root, known)))
     r.seconds = time.monotonic() - t0
     return r
 
 
-def _sync_user(job, source, index, opts, stop, progress) -> UserResult:
+def _sync_user(job, source, index, opts, stop, progress, scan) -> UserResult:
     user = job.user.encode()
     try:
         if not source.exists(job.src_root):
             return UserResult(job.user, "failed", f"source Maildir {maildir.show(job.src_root)} not found")
         recs = index.user_records(user)
         states = index.user_folders(user)
-        known = {
-            (f + b"/" if f else b"") + sub: m for f, st in states.items() for sub, m in st.dir_mtimes.items()
-        }
-        src = listing.build(source.scan(job.src_root, known))
+        src = listing.build(scan(job, _known(states)))
     except SourceError as e:
         return UserResult(job.user, "failed", f"cannot read the source: {e}")
     _fill_unchanged(src, recs)
@@ -242,6 +242,45 @@ def _sync_user(job, source, index, opts, stop, progress) -> UserResult:
     )
     ex.batch.commit()
     return res
+
+
+def _known(states: dict[bytes, FolderState]) -> dict[bytes, int]:
+    """The cur/new mtimes last stamped, as the transport wants them: ``b".Sent/cur" -> mtime``."""
+    return {(f + b"/" if f else b"") + sub: m for f, st in states.items() for sub, m in st.dir_mtimes.items()}
+
+
+class _Prefetch:
+    """Listings for several users at once, where the transport can (``scan_many``): over SSH each
+    command costs a shell start on the source, so hundreds of mailboxes are listed in a few commands.
+    Users are taken in chunks to keep memory bounded."""
+
+    CHUNK = 32
+
+    def __init__(self, jobs: Sequence[UserJob], source: Source, index: Index):
+        self.many = getattr(source, "scan_many", None)
+        self.source, self.index = source, index
+        self.pending = list(jobs)
+        self.cache: dict[bytes, RawScan | SourceError] = {}
+        self.lock = threading.Lock()
+
+    def get(self, job: UserJob, known: dict[bytes, int]) -> RawScan:
+        if self.many is None:
+            return self.source.scan(job.src_root, known)
+        with self.lock:
+            if job.src_root not in self.cache:
+                i = next((k for k, j in enumerate(self.pending) if j.src_root == job.src_root), None)
+                if i is None:
+                    chunk = [job]
+                else:
+                    chunk = self.pending[i : i + self.CHUNK]
+                    del self.pending[i : i + len(chunk)]
+                reqs = [(j.src_root, known if j is job else _known(self.index.user_folders(j.user.encode()))) for j in chunk]
+                for j, res in zip(chunk, self.many(reqs)):
+                    self.cache[j.src_root] = res
+            res = self.cache.pop(job.src_root)
+        if isinstance(res, SourceError):
+            raise res
+        return res
 
 
 def _problems(src: listing.Mailbox) -> str:

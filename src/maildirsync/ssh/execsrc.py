@@ -211,6 +211,92 @@ class ExecSource:
             out.now_ns = None  # a date(1) without %N, or none at all: the engine copes
         return out
 
+    # -- listing many mailboxes with one command
+    # Every exec channel costs a shell start on the source; a run over hundreds of mailboxes lists them
+    # in one script (sent on stdin: no argument-length limit on old kernels), per pass.
+    def scan_many(self, requests: Sequence[tuple[bytes, Mapping[bytes, int]]]) -> list[RawScan | SourceError]:
+        return self.c.run(self._ascan_many(list(requests)))
+
+    async def _ascan_many(self, requests) -> list[RawScan | SourceError]:
+        outs: list[RawScan | SourceError] = [RawScan() for _ in requests]
+        full = [i for i, (_, known) in enumerate(requests) if not known]
+        top = [i for i, (_, known) in enumerate(requests) if known]
+        now = await self._multi(
+            [(i, requests[i][0], f"find . -mindepth 1 -maxdepth 3 {PRINT} {PRUNE_FULL}") for i in full]
+            + [(i, requests[i][0], f"find . -mindepth 1 -maxdepth 2 {PRINT} {PRUNE_TOP}") for i in top],
+            outs,
+        )
+        second = []
+        for i in top:
+            out = outs[i]
+            if isinstance(out, SourceError):
+                continue
+            known = requests[i][1]
+            todo = []
+            for e in out.entries:
+                name = e.rel.rsplit(b"/", 1)[-1]
+                if e.kind == DIR and name in (b"cur", b"new") and (e.rel.count(b"/") == 0 or e.rel.startswith(b".")):
+                    if known.get(e.rel) == e.mtime_ns:
+                        out.unchanged.add(e.rel)
+                    else:
+                        todo.append(shq(b"./" + e.rel))
+            if todo:
+                second.append((i, requests[i][0], f"find {' '.join(todo)} -mindepth 1 -maxdepth 1 {PRINT}"))
+        if second:
+            await self._multi(second, outs)
+        for out in outs:
+            if isinstance(out, RawScan):
+                out.now_ns = now
+        return outs
+
+    async def _multi(self, work: list[tuple[int, bytes, str]], outs: list) -> int | None:
+        """Run one find per (index, root, command) in a single script; records of each land in outs[index].
+        Framing (all NUL-terminated): ``D <date>``, then per root ``R <index>``, its find records, and
+        ``S <status>`` + ``E <stderr>``, or ``M`` when the root cannot be entered."""
+        if not work:
+            return None
+        lines = ["LC_ALL=C; export LC_ALL", "printf 'D %s\\000' \"$(date '+%s.%N')\""]
+        for i, root, cmd in work:
+            lines.append(
+                f"printf 'R %d\\000' {i}; if cd {shq(root)} 2>/dev/null; then "
+                f"{{ e=$({cmd} 2>&1 >&3); printf 'S %d\\000E %s\\000' \"$?\" \"$e\"; }} 3>&1; "
+                f"else printf 'M\\000'; fi"
+            )
+        script = ("\n".join(lines) + "\n").encode()
+        status, data, err = await self._run("sh -s", stdin=script)
+        if status != 0:
+            raise ProtocolError(f"listing script failed with status {status}: {err.decode(errors='replace')[:200]}")
+        now = None
+        cur = None
+        for rec in data.split(b"\0"):
+            if not rec:
+                continue
+            tag = rec[:1]
+            if tag == b"D":
+                try:
+                    now = parse_mtime(rec[2:].strip())
+                except ValueError:
+                    now = None
+            elif tag == b"R":
+                cur = int(rec[2:])
+                outs[cur] = outs[cur] if isinstance(outs[cur], RawScan) else RawScan()
+            elif tag == b"M":
+                outs[cur] = SourceError(f"cannot read {work_root(work, cur)}: no such directory or no permission")
+            elif tag == b"S":
+                st = int(rec[2:])
+            elif tag == b"E":
+                if isinstance(outs[cur], RawScan):
+                    fatal = _collect_errors(rec[2:], outs[cur], st)
+                    if fatal is not None:
+                        outs[cur] = SourceError(f"cannot read {work_root(work, cur)}: {fatal}")
+            else:
+                t, size, mtime, path = rec.split(b" ", 3)
+                if isinstance(outs[cur], RawScan):
+                    outs[cur].entries.append(
+                        RawEntry(path[2:] if path.startswith(b"./") else path, _KIND[t], int(size), parse_mtime(mtime))
+                    )
+        return now
+
     @staticmethod
     def _errors(root: bytes, stderr: bytes, out: RawScan, status: int | None) -> None:
         errors = parse_find_errors(stderr)
@@ -391,3 +477,20 @@ async def probe(conn: Connection, timeout: float = 15.0) -> bool:
         return False
     lines = out.splitlines()
     return status == 0 and lines[:2] == [b"maildirsync-probe", b"find-ok"] and b"GNU tar" in b"".join(lines[2:3])
+
+
+def work_root(work: list[tuple[int, bytes, str]], i: int) -> str:
+    return next(r for j, r, _ in work if j == i).decode(errors="backslashreplace")
+
+
+def _collect_errors(stderr: bytes, out: RawScan, status: int) -> str | None:
+    """find's complaints about one mailbox: unreadable parts go to its errors, so nothing is deleted.
+    Returns the reason when the mailbox itself could not be read."""
+    errors = parse_find_errors(stderr)
+    if status != 0 and not errors:
+        errors = [(None, f"find exited with status {status}: {stderr.decode(errors='replace').strip()[:200]}")]
+    for path, msg in errors:
+        if path in (b".", b""):
+            return msg
+        out.errors.append(f"{path.decode(errors='backslashreplace')}: {msg}" if path is not None else msg)
+    return None

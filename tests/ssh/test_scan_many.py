@@ -1,0 +1,41 @@
+"""ExecSource.scan_many lists several mailboxes in one command and must see exactly what scan() sees."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from maildirsync import ssh
+from maildirsync.lab.corpus import CorpusSpec, generate
+from maildirsync.transport import DIR, LocalSource, SourceError
+from tests.sshfixtures import sshd_server  # noqa: F401
+
+
+@pytest.fixture
+def exec_source(sshd_server):  # noqa: F811
+    src = ssh.open_source(sshd_server.host, sshd_server.port, "root", sshd_server.client_key, sshd_server.known_hosts)
+    assert src.transport == "exec"
+    yield src
+    src.close()
+
+
+def test_scan_many_matches_scan(exec_source, tmp_path):
+    generate(tmp_path / "t", CorpusSpec(users=3, folders=3, messages=5, seed=2), processes=1)
+    roots = sorted(os.fsencode(p) for p in (tmp_path / "t").glob("*/Maildir"))
+    (tmp_path / "t" / "weird name\nwith newline").mkdir()
+    roots.append(os.fsencode(tmp_path / "t" / "missing" / "Maildir"))
+    # The second mailbox has been seen before: all but its INBOX cur/ are known and unchanged.
+    first = LocalSource().scan(roots[1], {})
+    known = {e.rel: e.mtime_ns for e in first.entries if e.kind == DIR and e.rel.rsplit(b"/", 1)[-1] in (b"cur", b"new")}
+    known[b"cur"] = 1
+    reqs = [(roots[0], {}), (roots[1], known), (roots[2], {}), (roots[3], {})]
+    got = exec_source.scan_many(reqs)
+    for (root, kn), res in zip(reqs[:3], got[:3]):
+        one = exec_source.scan(root, kn)
+        assert set(res.entries) == set(one.entries)
+        assert res.unchanged == one.unchanged
+        assert res.errors == one.errors == []
+        assert res.now_ns is not None
+    assert b"cur" not in got[1].unchanged and b".Sent/cur" in got[1].unchanged
+    assert isinstance(got[3], SourceError) and "missing" in str(got[3])
