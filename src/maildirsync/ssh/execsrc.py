@@ -142,75 +142,6 @@ class ExecSource:
         return await self.c.retrying(op)
 
     # -- listing
-    async def _find(self, root: bytes, args: str, out: list[RawEntry]) -> tuple[int | None, bytes, bytes]:
-        head = bytearray()
-        got_date = False
-        tail = b""
-
-        def feed(data: bytes | None) -> None:
-            nonlocal got_date, tail
-            if data is None:
-                del out[:], head[:]
-                got_date, tail = False, b""
-                return
-            if not got_date:
-                head.extend(data)
-                nl = head.find(b"\n")
-                if nl < 0:
-                    return
-                got_date = True
-                data = bytes(head[nl + 1:])
-                del head[nl + 1:]
-            data = tail + data
-            cut = data.rfind(b"\0") + 1
-            parse_records(data[:cut], out)
-            tail = data[cut:]
-
-        status, _, err = await self._run(PROLOGUE.format(root=shq(root)) + "date '+%s.%N'; " + args, on_stdout=feed)
-        if status == ROOT_MISSING:
-            raise SourceError(f"cannot read {root.decode(errors='backslashreplace')}: "
-                              f"{err.decode(errors='replace').strip() or 'no such directory'}")
-        if tail:
-            raise ProtocolError("find output ended in the middle of an entry")
-        return status, bytes(head), err
-
-    async def _ascan(self, root: bytes, known: Mapping[bytes, int]) -> RawScan:
-        out = RawScan()
-        if not known:
-            status, date, err = await self._find(
-                root, f"find . -mindepth 1 -maxdepth 3 {PRINT} {PRUNE_FULL}", out.entries)
-            self._errors(root, err, out, status)
-        else:
-            status, date, err = await self._find(root, f"find . -mindepth 1 -maxdepth 2 {PRINT} {PRUNE_TOP}", out.entries)
-            self._errors(root, err, out, status)
-            todo = []
-            for e in out.entries:
-                name = e.rel.rsplit(b"/", 1)[-1]
-                if e.kind == DIR and name in (b"cur", b"new") and (e.rel.count(b"/") == 0 or e.rel.startswith(b".")):
-                    if known.get(e.rel) == e.mtime_ns:
-                        out.unchanged.add(e.rel)
-                    else:
-                        todo.append(e.rel)
-            # Long argument lists (thousands of folders) are split: old kernels cap them at 128 KiB.
-            batch: list[str] = []
-            size = 0
-            for rel in todo + [None]:  # type: ignore[list-item]
-                if rel is not None:
-                    word = shq(b"./" + rel)
-                    batch.append(word)
-                    size += len(word) + 1
-                if batch and (rel is None or size > 60_000):
-                    more: list[RawEntry] = []
-                    st2, _, err2 = await self._find(root, f"find {' '.join(batch)} -mindepth 1 -maxdepth 1 {PRINT}", more)
-                    out.entries.extend(more)
-                    self._errors(root, err2, out, st2)
-                    batch, size = [], 0
-        try:
-            out.now_ns = parse_mtime(date.strip())
-        except ValueError:
-            out.now_ns = None  # a date(1) without %N, or none at all: the engine copes
-        return out
-
     # -- listing many mailboxes with one command
     # Every exec channel costs a shell start on the source; a run over hundreds of mailboxes lists them
     # in one script (sent on stdin: no argument-length limit on old kernels), per pass.
@@ -297,18 +228,11 @@ class ExecSource:
                     )
         return now
 
-    @staticmethod
-    def _errors(root: bytes, stderr: bytes, out: RawScan, status: int | None) -> None:
-        errors = parse_find_errors(stderr)
-        if status != 0 and not errors:
-            errors = [(None, f"find exited with status {status}: {stderr.decode(errors='replace').strip()[:200]}")]
-        for path, msg in errors:
-            if path in (b".", b""):
-                raise SourceError(f"cannot read {root.decode(errors='backslashreplace')}: {msg}")
-            out.errors.append(f"{path.decode(errors='backslashreplace')}: {msg}" if path is not None else msg)
-
     def scan(self, root: bytes, known: Mapping[bytes, int]) -> RawScan:
-        return self.c.run(self._ascan(root, known))
+        (out,) = self.scan_many([(root, known)])
+        if isinstance(out, SourceError):
+            raise out
+        return out
 
     # -- fetching
     def fetch(self, root: bytes, rels: Sequence[bytes]) -> Iterator[Fetched]:
