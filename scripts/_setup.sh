@@ -23,4 +23,5 @@ if [ ! -x .venv/bin/python ]; then
         "$PY" -m venv .venv
     }
 fi
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".$2"
+# (Filter pip's warnings about package mirrors this machine's configuration names but lacks.)
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".$2" 2> >(grep -v "is ignored: it is neither" >&2)
