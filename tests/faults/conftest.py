@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from faulttools import RECORD
-from sshfixtures import sshd_server  # noqa: F401  (fixture)
+from faulttools import RECORD, start_fault_sshd
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -22,6 +21,13 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("fault tests: what happened")
         for line in RECORD:
             terminalreporter.write_line(line)
+
+
+@pytest.fixture(scope="session")
+def sshd_server(tmp_path_factory):
+    """The OpenSSH sshd of the fault tests (see faulttools.start_fault_sshd)."""
+    with start_fault_sshd(tmp_path_factory.mktemp("fault-sshd")) as s:
+        yield s
 
 
 @pytest.fixture

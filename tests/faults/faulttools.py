@@ -23,6 +23,7 @@ import xxhash
 from maildirsync import engine, local, maildir
 from maildirsync.index import Batch, StateDir
 from maildirsync.lab.corpus import SME8_ADMIN, SME8_USERS, CorpusSpec, generate
+from maildirsync.lab.sshd import start_sshd
 from mdtools import mkmaildir, snapshot
 
 # --- the record ------------------------------------------------------------------------------------
@@ -305,6 +306,24 @@ def local_sync(src: Path, dst: Path, state: Path, source=None, **plan) -> engine
 
 def statuses(r: engine.RunResult) -> list[str]:
     return [u.status for u in r.users]
+
+
+# --- the sshd of the fault tests ------------------------------------------------------------------
+
+
+def start_fault_sshd(workdir: Path, port: int | None = None):
+    """A throwaway OpenSSH sshd (maildirsync.lab.sshd) whose sessions get an empty HOME. These tests kill
+    sessions and clients at any instant; with this host's HOME, a session killed while root's .bashrc
+    runs (pyenv rehash, here) can leave a stale lock that stalls every later login on this host by 60 s.
+    Sessions also start faster without it."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    home = workdir / "home"
+    home.mkdir(exist_ok=True)
+    if not shutil.which("sshd", path="/usr/sbin:/usr/bin:/sbin"):
+        import pytest
+
+        pytest.skip("OpenSSH server not installed")
+    return start_sshd(workdir, port=port, no_dac_override=True, extra_config=f"SetEnv HOME={home}")
 
 
 # --- an SME 8 source and a NethServer destination -------------------------------------------------
