@@ -284,7 +284,7 @@ def killed_at(k: int, fn: Callable[[], object], trace: Path) -> Crash | None:
             commit = Batch.commit
             Batch.commit = lambda self: wrap("index-commit", lambda: commit(self))()
             fn()
-        except BaseException:
+        except BaseException:  # noqa: BLE001 - the child reports whatever stopped it
             traceback.print_exc()
             code = 3
         finally:

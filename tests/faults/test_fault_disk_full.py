@@ -47,10 +47,11 @@ def fill_then_make_room(tmp_path: Path, tmpfs, limits: dict, index_there: bool) 
 def disk_full_lines(p: subprocess.CompletedProcess) -> list[tuple[str, str]]:
     out = p.stdout + p.stderr
     assert "Traceback" not in out, out
-    failed = re.findall(r"^(\S+): failed: (.*)$", p.stdout, re.M)
+    failed = re.findall(r"^(\S+): failed: (.*)$", p.stdout, re.MULTILINE)
     assert failed, out
     for user, reason in failed:
-        assert reason.startswith("the destination disk is full") and "free space and run again" in reason, (user, reason)
+        assert reason.startswith("the destination disk is full"), (user, reason)
+        assert "free space and run again" in reason, (user, reason)
     return failed
 
 

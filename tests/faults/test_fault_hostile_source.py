@@ -20,7 +20,7 @@ import pytest
 
 from faulttools import message_files, record
 from hostile_sftp import DIR, FILE, LINK, Entry, Tree, start_hostile_server
-from maildirsync import engine, maildir
+from maildirsync import engine
 from maildirsync.index import StateDir
 from maildirsync.report import describe
 from maildirsync.ssh import open_source

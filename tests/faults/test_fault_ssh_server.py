@@ -73,7 +73,7 @@ def test_server_killed_mid_transfer_fails_the_run_and_a_rerun_converges(tmp_path
     out = log.read_text()
     assert rc == 1, out
     assert "Traceback" not in out
-    failed = dict(re.findall(r"^(\S+): failed: (.*)$", out, re.M))
+    failed = dict(re.findall(r"^(\S+): failed: (.*)$", out, re.MULTILINE))
     assert failed, out
     assert any("the source stopped answering" in r for r in failed.values()), failed
     for user, reason in failed.items():  # each says what went wrong, on which side
