@@ -16,11 +16,11 @@ from pathlib import Path
 import xxhash
 
 from . import keywords, listing, maildir
-from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_PENDING
+from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_PENDING, IndexError_, disk_full_reason
 from .executor import Executor, Outcome, clean_tmp
 from .index import FolderState, Index, StateDir
 from .plan import (
-    ADOPT, CONFLICT, CONTROL, COPY, DELETE, FETCH, INDEX_ONLY, MOVE, REFETCH, RENAME, Inputs, Options, Plan, make_plan,
+    ADOPT, CONFLICT, CONTROL, COPY, DELETE, FETCH, MOVE, REFETCH, RENAME, Inputs, Options, Plan, make_plan,
 )  # fmt: skip
 from .transport import LocalSource, RawScan, Source, SourceError
 
@@ -208,10 +208,14 @@ def _sync_user(job, source, index, opts, stop, progress, scan) -> UserResult:
 
     if not dst_exists:
         parent = os.path.dirname(job.dst_root)
-        if not os.path.isdir(parent):
-            os.makedirs(parent, mode=0o700, exist_ok=True)
-            if opts.owner is not None:
-                os.chown(parent, *opts.owner)  # the mail server must be able to enter the mailbox
+        try:
+            if not os.path.isdir(parent):
+                os.makedirs(parent, mode=0o700, exist_ok=True)
+                if opts.owner is not None:
+                    os.chown(parent, *opts.owner)  # the mail server must be able to enter the mailbox
+        except OSError as e:
+            why = disk_full_reason(e) or f"cannot create {maildir.show(os.fsencode(parent))}: {e.strerror}"
+            return UserResult(job.user, "failed", why, plan, None, warnings)
     clean_tmp(job.dst_root, dst.folders)
     ex = Executor(
         user,
@@ -226,7 +230,7 @@ def _sync_user(job, source, index, opts, stop, progress, scan) -> UserResult:
     )
     out = ex.run(plan)
     _record_folders(ex.batch, user, src, states, plan, out, opts.stamp_dirs)
-    status = "changed" if any(a.kind not in INDEX_ONLY for a in out.done) else "ok"
+    status = "changed" if any(a.writes for a in out.done) else "ok"
     reason = ""
     if out.fatal:
         status, reason = "failed", out.fatal
@@ -240,7 +244,10 @@ def _sync_user(job, source, index, opts, stop, progress, scan) -> UserResult:
         user,
         {"time": time.time(), "status": status, "reason": reason, "counts": res.counts(), "command": opts.command},
     )
-    ex.batch.commit()
+    try:
+        ex.batch.commit()
+    except IndexError_ as e:
+        res.status, res.reason = "failed", str(e)
     return res
 
 

@@ -46,3 +46,11 @@ class ConnectionFailed(MaildirsyncError):
     """The source could not be reached or logged into; nothing was synced."""
 
     exit_code = EXIT_FAILED
+
+
+def disk_full_reason(e: OSError) -> str | None:
+    import errno
+
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "the destination disk is full; free space and run again"
+    return None

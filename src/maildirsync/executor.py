@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import xxhash
 
 from . import maildir
+from .errors import IndexError_
 from .index import Batch, Ctl, Rec
 from .keywords import Translation, render
 from .plan import (
@@ -106,7 +107,9 @@ class Executor:
         return self.folder_path(folder) + b"/" + where[0] + b"/" + where[1]
 
     def check_folder(self, folder: bytes) -> None:
-        """Refuse to write through a symbolic link or into anything that is not a real Maildir folder."""
+        """Refuse to write through a symbolic link or into anything that is not a real Maildir folder.
+        A folder whose directory is there but lacks cur/, new/ or tmp/ (a run killed while creating it)
+        gets them, as the mail server itself would."""
         why = self._checked.get(folder, "")
         if why == "":
             why = None
@@ -115,14 +118,26 @@ class Executor:
                 try:
                     st = os.lstat(p)
                 except FileNotFoundError:
-                    why = f"{maildir.show(p)} is missing"
-                    break
+                    if p == base:
+                        why = f"{maildir.show(p)} is missing"
+                        break
+                    self.make_dir(p)
+                    continue
                 if not stat.S_ISDIR(st.st_mode):
                     why = f"{maildir.show(p)} is not a directory (a symbolic link?): not written through"
                     break
             self._checked[folder] = why
         if why:
             raise OSError(errno.ENOTDIR, why)
+
+    def make_dir(self, path: bytes) -> bool:
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            return False
+        self.chown(path)
+        self.dirty(path)
+        return True
 
     def tmp_path(self, folder: bytes) -> bytes:
         self._tmp_n += 1
@@ -148,8 +163,14 @@ class Executor:
             self.out.fatal = f"the destination disk is full ({e}); free space and run again"
         except SourceError as e:
             self.out.fatal = f"the source stopped answering: {e}"
+        except IndexError_ as e:
+            self.out.fatal = str(e)
         finally:
-            self.commit(force=True)
+            try:
+                self.commit(force=True)
+            except IndexError_ as e:
+                # What was done stays on the destination; the next run adopts it.
+                self.out.fatal = self.out.fatal or str(e)
         return self.out
 
     def one(self, a: Action) -> None:
@@ -202,9 +223,20 @@ class Executor:
         self._dirty_dirs.add(path.rsplit(b"/", 1)[0])
 
     def place(self, src: bytes, dst: bytes) -> None:
-        """Give ``src``'s inode the name ``dst`` and drop the old name; fails if ``dst`` exists."""
+        """Put a finished file from tmp/ in place; fails if ``dst`` exists. A kill between the link and
+        the unlink leaves only a tmp/ file behind, which the next run removes."""
         os.link(src, dst)
         os.unlink(src)
+        self.dirty(dst)
+        self.dirty(src)
+
+    def rename(self, src: bytes, dst: bytes) -> None:
+        """Rename a message, keeping its inode, in one atomic step (a kill cannot leave it under two
+        names). rename(2) would replace an existing ``dst``: that is checked first, and only the mail
+        server could create a name with this message's base in between."""
+        if os.path.lexists(dst):
+            raise FileExistsError(errno.EEXIST, "the new name already exists on the destination", dst)
+        os.rename(src, dst)
         self.dirty(dst)
         self.dirty(src)
 
@@ -216,18 +248,13 @@ class Executor:
 
     # --- actions ---------------------------------------------------------------------------------------
     def do_mkdir(self, a: Action) -> None:
-        base = self.folder_path(a.folder)
-        for p in (base, base + b"/cur", base + b"/new", base + b"/tmp"):
-            try:
-                os.mkdir(p, 0o700)
-            except FileExistsError:
-                continue
-            self.chown(p)
-            self.dirty(p)
+        self.make_dir(self.folder_path(a.folder))
+        self._checked.pop(a.folder, None)
+        self.check_folder(a.folder)  # creates cur/, new/ and tmp/
 
     def do_rename(self, a: Action) -> None:
         self.check_folder(a.folder)
-        self.place(self.path(a.folder, a.old), self.path(a.folder, a.dst))
+        self.rename(self.path(a.folder, a.old), self.path(a.folder, a.dst))
         self.record(a, a.rec.hash, a.rec.size, a.rec.mtime_ns)
 
     def do_record(self, a: Action) -> None:
@@ -250,7 +277,7 @@ class Executor:
         self.check_folder(a.folder)
         self.check_folder(a.from_folder)
         dst = self.path(a.folder, a.dst)
-        self.place(self.path(a.from_folder, a.old), dst)
+        self.rename(self.path(a.from_folder, a.old), dst)
         if a.mtime_ns != a.rec.mtime_ns:
             os.utime(dst, ns=(a.mtime_ns, a.mtime_ns), follow_symlinks=False)
         self.batch.delete(self.user, a.from_folder, a.base)
@@ -276,7 +303,7 @@ class Executor:
         if n != a.size:
             raise OSError(errno.EAGAIN, "changed on the destination during the run")
         if a.dst != a.old:
-            self.place(old, self.path(a.folder, a.dst))
+            self.rename(old, self.path(a.folder, a.dst))
         self.record(a, h)
 
     def do_control(self, a: Action) -> None:
@@ -298,9 +325,10 @@ class Executor:
                     mine = f.read()
             except FileNotFoundError:
                 mine = None
-            if mine == data:
-                st = os.stat(fp)
-                self.out.controls[key] = Ctl(a.size, a.mtime_ns, xxhash.xxh3_128_hexdigest(data), st.st_size, st.st_mtime_ns)
+            st = os.stat(fp)
+            # Identical: ours, carried from now on. Different: the destination's own, left alone for good.
+            mark = xxhash.xxh3_128_hexdigest(data) if mine == data else "theirs"
+            self.out.controls[key] = Ctl(a.size, a.mtime_ns, mark, st.st_size, st.st_mtime_ns)
             return
         if a.note == "merge":
             try:
@@ -407,7 +435,7 @@ class Executor:
                 os.replace(tmp, old)  # atomic: readers see the old or the new content, never a mix
                 self.dirty(old)
                 if a.old != a.dst:
-                    self.place(old, dst)
+                    self.rename(old, dst)
             else:
                 self.place(tmp, dst)
         except BaseException:

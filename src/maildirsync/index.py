@@ -18,6 +18,8 @@ import json
 import os
 import socket
 import struct
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,11 +29,11 @@ import lmdb
 
 from .errors import IndexBusy, IndexError_
 
-SCHEMA = b"1"
+SCHEMA = b"2"
 MAP_SIZE = 64 << 30  # address space only; the file grows as needed
 _SUBDIR = {b"cur": 0, b"new": 1}
 _SUBDIR_NAME = (b"cur", b"new")
-_REC = struct.Struct("<Qq16sBBH")
+_REC = struct.Struct("<Qq16sBBBH")
 
 
 @dataclass(slots=True)
@@ -47,25 +49,30 @@ class Rec:
     mtime_ns: int
     hash: bytes
 
-    def pack(self) -> bytes:
-        return (
-            _REC.pack(
-                self.size,
-                self.mtime_ns,
-                self.hash,
-                _SUBDIR[self.src_subdir],
-                _SUBDIR[self.dst_subdir],
-                len(self.src_name),
-            )
-            + self.src_name
-            + self.dst_name
-        )
+    def pack(self, base: bytes) -> bytes:
+        """Names are stored without the base, which the key already holds: half the index's size."""
+        src = self.src_name[len(base) :] if self.src_name.startswith(base) else None
+        dst = self.dst_name[len(base) :] if self.dst_name.startswith(base) else None
+        flags = (src is None) | (dst is None) << 1
+        src = self.src_name if src is None else src
+        dst = self.dst_name if dst is None else dst
+        head = _REC.pack(self.size, self.mtime_ns, self.hash, _SUBDIR[self.src_subdir], _SUBDIR[self.dst_subdir], flags, len(src))
+        return head + src + dst
 
     @classmethod
-    def unpack(cls, data: bytes) -> Rec:
-        size, mtime, h, ss, ds, n = _REC.unpack_from(data)
+    def unpack(cls, data: bytes, base: bytes) -> Rec:
+        size, mtime, h, ss, ds, flags, n = _REC.unpack_from(data)
         off = _REC.size
-        return cls(_SUBDIR_NAME[ss], bytes(data[off : off + n]), _SUBDIR_NAME[ds], bytes(data[off + n :]), size, mtime, h)
+        src, dst = bytes(data[off : off + n]), bytes(data[off + n :])
+        return cls(
+            _SUBDIR_NAME[ss],
+            src if flags & 1 else base + src,
+            _SUBDIR_NAME[ds],
+            dst if flags & 2 else base + dst,
+            size,
+            mtime,
+            h,
+        )
 
 
 @dataclass(slots=True)
@@ -117,6 +124,7 @@ class Index:
     def __init__(self, env: lmdb.Environment | None, readonly: bool):
         self._env = env
         self.readonly = readonly
+        self.path = env.path() if env is not None else None
         if env is not None:
             self._msgs = env.open_db(b"msgs", create=not readonly)
             self._folders = env.open_db(b"folders", create=not readonly)
@@ -133,7 +141,7 @@ class Index:
         prefix = user + b"\0"
         for key, val in self._scan(self._msgs_db(), prefix):
             folder, base = key[len(prefix) :].split(b"\0", 1)
-            out.setdefault(folder, {})[base] = Rec.unpack(val)
+            out.setdefault(folder, {})[base] = Rec.unpack(val, base)
         return out
 
     def user_folders(self, user: bytes) -> dict[bytes, FolderState]:
@@ -195,7 +203,7 @@ class Batch:
         return len(self._ops)
 
     def put(self, user: bytes, folder: bytes, base: bytes, rec: Rec) -> None:
-        self._ops.append((self._index._msgs, _mkey(user, folder, base), rec.pack()))
+        self._ops.append((self._index._msgs, _mkey(user, folder, base), rec.pack(base)))
 
     def delete(self, user: bytes, folder: bytes, base: bytes) -> None:
         self._ops.append((self._index._msgs, _mkey(user, folder, base), None))
@@ -217,7 +225,8 @@ class Batch:
                     else:
                         txn.put(key, val, db=db)
         except lmdb.Error as e:
-            raise IndexError_(f"cannot write the index: {e}") from e
+            self._ops.clear()
+            raise IndexError_(_write_failure(self._index.path, e)) from e
         self._ops.clear()
 
 
@@ -265,6 +274,7 @@ class StateDir:
                 return Index.empty(), None
             try:
                 _check_file(self.index_path / "data.mdb")
+                _check_pages(self.index_path)
                 env = lmdb.open(str(self.index_path), readonly=True, lock=False, max_dbs=4, map_size=MAP_SIZE)
                 idx = Index(env, readonly=True)
                 if _schema(env) != SCHEMA:
@@ -292,12 +302,51 @@ class StateDir:
     def _open_rw(self) -> lmdb.Environment:
         self.index_path.mkdir(parents=True, exist_ok=True, mode=0o700)
         _check_file(self.index_path / "data.mdb")
+        _check_pages(self.index_path)
         env = lmdb.open(str(self.index_path), max_dbs=4, map_size=MAP_SIZE)
         # Touch every database once, so corruption shows up now rather than mid-run.
         with env.begin() as txn:
             for _ in txn.cursor():
                 pass
         return env
+
+
+def _write_failure(path: str | None, e: Exception) -> str:
+    """LMDB reports a short write on a full disk as EIO: say what the administrator can act on."""
+    if path is not None:
+        try:
+            st = os.statvfs(path)
+            if st.f_bavail * st.f_frsize < 1 << 20 or (st.f_files and st.f_favail == 0):
+                return f"the disk holding the index ({path}) is full; free space and run again"
+        except OSError:
+            pass
+    return f"cannot write the index {path}: {e}"
+
+
+def _check_pages(path: Path) -> None:
+    """Read every page of every table in a child process first. LMDB meets a damaged page with an
+    assertion that aborts the process, which no handler here could catch; the child dies instead, and
+    the index is set aside and rebuilt. (About half a second per million messages.)"""
+    if not (path / "data.mdb").exists():
+        return
+    p = subprocess.run([sys.executable, "-m", "maildirsync.index", "--walk", str(path)], capture_output=True)
+    if p.returncode != 0:
+        why = f"killed by signal {-p.returncode}" if p.returncode < 0 else (p.stderr.decode(errors="replace").strip().splitlines() or ["?"])[-1]
+        raise lmdb.CorruptedError(f"reading it failed: {why}")
+
+
+def _walk(path: str) -> None:
+    env = lmdb.open(path, readonly=True, lock=False, max_dbs=4)
+    for name in (b"msgs", b"folders", b"users"):
+        try:
+            db = env.open_db(name, create=False)
+        except lmdb.NotFoundError:
+            continue
+        with env.begin(db=db, buffers=True) as txn:
+            for _key, val in txn.cursor():
+                if name == b"msgs" and len(val) < _REC.size:
+                    raise lmdb.CorruptedError("a message record is too short")
+    env.close()
 
 
 def _check_file(data: Path) -> None:
@@ -335,3 +384,8 @@ def _schema(env: lmdb.Environment) -> bytes | None:
     with env.begin(db=meta) as txn:
         v = txn.get(b"schema")
     return bytes(v) if v is not None else None
+
+
+if __name__ == "__main__":  # the child of _check_pages
+    if len(sys.argv) == 3 and sys.argv[1] == "--walk":
+        _walk(sys.argv[2])

@@ -42,7 +42,7 @@ class Mailbox:
 
 
 def build(raw: RawScan) -> Mailbox:
-    box = Mailbox(errors=list(raw.errors), now_ns=raw.now_ns)
+    box = Mailbox(errors=list(raw.errors), rejected=list(raw.rejected), now_ns=raw.now_ns)
     sep = maildir.detect_separator(e.rel for e in raw.entries if e.kind == FILE and b"/cur/" in b"/" + e.rel)
     box.sep = sep
     top_dirs = {e.rel for e in raw.entries if e.kind == DIR and b"/" not in e.rel}
@@ -59,6 +59,12 @@ def build(raw: RawScan) -> Mailbox:
 
     for e in raw.entries:
         parts = e.rel.split(b"/")
+        if len(parts) == 1 and e.rel.startswith(b".") and e.kind in (DIR, LINK) and e.rel not in folders:
+            # Looks like a folder but cannot be synced as one: say so, its mail would silently be missing.
+            why = "symbolic link, not followed" if e.kind == LINK else maildir.bad_name(e.rel)
+            if why:
+                box.rejected.append(f"{maildir.show(e.rel)}: {why}")
+            continue
         if len(parts) == 1:
             folder, rest = INBOX, parts
         elif parts[0] in folders and parts[0] != INBOX:
@@ -69,10 +75,6 @@ def build(raw: RawScan) -> Mailbox:
             continue  # inside a directory we do not sync (tmp/, a non-folder directory)
         f = folders.get(folder)
         if f is None:
-            if e.kind == DIR and len(parts) == 1 and parts[0].startswith(b".") and parts[0] not in (b".", b".."):
-                box.rejected.append(f"{maildir.show(e.rel)}: {maildir.bad_name(parts[0])}")
-            elif e.kind == LINK and len(parts) == 1 and parts[0].startswith(b"."):
-                box.rejected.append(f"{maildir.show(e.rel)}: symbolic link, not followed")
             continue
         if len(rest) == 1:
             _top_file(box, f, folder, e, rest[0])

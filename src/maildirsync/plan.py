@@ -50,6 +50,11 @@ class Action:
     def sigil(self) -> str:
         return SIGIL[self.kind]
 
+    @property
+    def writes(self) -> bool:
+        """Does it change the destination (rather than only what the index remembers)?"""
+        return self.kind not in INDEX_ONLY and not (self.kind == CONTROL and self.note == "check")
+
     def key(self) -> tuple:
         """What identifies an action across a dry run and the real run that follows it."""
         return (self.kind, self.folder, self.base, self.src, self.dst, self.old, self.from_folder, self.note)
@@ -80,7 +85,7 @@ class Plan:
     held: set[bytes] = field(default_factory=set)
 
     def changes(self) -> list[Action]:
-        return [a for a in self.actions if a.kind not in INDEX_ONLY]
+        return [a for a in self.actions if a.writes]
 
 
 def same_mtime(a: int, b: int) -> bool:
@@ -254,6 +259,12 @@ class _Planner:
         if m.size != rec.size or not same_mtime(m.mtime_ns, rec.mtime_ns):
             if d is None:
                 return  # deleted on the destination: not brought back
+            if d.size == m.size and same_mtime(d.mtime_ns, m.mtime_ns):
+                # Already the new content: a re-fetch whose run was killed before the index learnt of it.
+                self.add(ADOPT, folder, base=m.base, src=(m.subdir, m.name), old=(d.subdir, d.name),
+                         dst=self.target(folder, m) if self.unchanged_dst(d, rec) else (d.subdir, d.name),
+                         size=m.size, mtime_ns=m.mtime_ns)  # fmt: skip
+                return
             if d.size == rec.size:
                 where = self.target(folder, m) if self.unchanged_dst(d, rec) else self.merged(folder, m, rec, d)
                 self.add(REFETCH, folder, base=m.base, src=(m.subdir, m.name), old=(d.subdir, d.name), dst=where,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .engine import UserJob
 from .errors import UsageError
+from .maildir import bad_name, show
 from .transport import DIR, Source
 
 SKIPPED_USERS = frozenset({"vmail", "root"})
@@ -74,7 +75,8 @@ def source_users(source: Source, layout: Layout) -> set[str]:
     users = set()
     if source.exists(root):
         raw = source.scan(root, {})
-        users = {os.fsdecode(e.rel) for e in raw.entries if e.kind == DIR and b"/" not in e.rel}
+        # A name that cannot be a file name here (control bytes, ...) is no user of ours.
+        users = {os.fsdecode(e.rel) for e in raw.entries if e.kind == DIR and b"/" not in e.rel and not bad_name(e.rel)}
     if layout.type == "sme8" and source.exists(os.fsencode(layout.admin_maildir)):
         users.add("admin")
     return users - SKIPPED_USERS
@@ -87,17 +89,21 @@ def map_users(source: Source, layout: Layout, dest_root: Path, domain: str | Non
     wanted = set(only) if only else set(dest) | src_users
     unknown = sorted(set(only) - set(dest) - src_users)
     if unknown:
-        raise UsageError(f"no such user on the source or the destination: {', '.join(unknown)}")
+        raise UsageError(f"no such user on the source or the destination: {', '.join(map(_show, unknown))}")
     for user in sorted(wanted):
         src_path = layout.source_path(user)
         if user not in dest:
             m.notes.append(
-                f"warning: {user}: has mail on the source ({src_path}) but no mailbox on this server: create the "
-                f"user {user} here (or run maildirsync-import), then run again"
+                f"warning: {_show(user)}: has mail on the source ({_show(src_path)}) but no mailbox on this server: "
+                f"create the user {_show(user)} here (or run maildirsync-import), then run again"
             )
             continue
         if user not in src_users and not source.exists(os.fsencode(src_path)):
-            m.notes.append(f"{user}: no Maildir on the source ({src_path}); nothing to sync")
+            m.notes.append(f"{_show(user)}: no Maildir on the source ({_show(src_path)}); nothing to sync")
             continue
         m.jobs.append(UserJob(user, os.fsencode(src_path), os.fsencode(dest[user])))
     return m
+
+
+def _show(name: str) -> str:
+    return show(os.fsencode(name))

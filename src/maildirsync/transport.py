@@ -16,6 +16,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from .maildir import show
+
 CHUNK = 256 * 1024
 
 # Entry kinds, as find(1)'s %y prints them.
@@ -45,6 +47,7 @@ class RawScan:
 
     entries: list[RawEntry] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)  # names no directory can hold ('/', NUL, dot names)
     unchanged: set[bytes] = field(default_factory=set)
     now_ns: int | None = None  # the source's clock when the scan began, if the transport knows it
 
@@ -76,6 +79,20 @@ class Source(Protocol):
     def close(self) -> None: ...
 
 
+def named_entries(rel: bytes, found: Iterable[RawEntry], rejected: list[str]) -> list[RawEntry]:
+    """Entries of directory ``rel`` (named by basename) renamed relative to the root. A basename with
+    '/' or NUL, or a dot name, is refused: a server that lists one is lying, and joining it into a path
+    could point anywhere."""
+    prefix = rel + b"/" if rel else b""
+    out = []
+    for e in found:
+        if b"/" in e.rel or b"\0" in e.rel or e.rel in (b"", b".", b".."):
+            rejected.append(f"{show(prefix + e.rel)}: a name no directory can hold ('/', NUL or a dot name)")
+            continue
+        out.append(RawEntry(prefix + e.rel, e.kind, e.size, e.mtime_ns))
+    return out
+
+
 def scan_plan(listdir, root: bytes, known: Mapping[bytes, int]) -> RawScan:
     """Walk a Maildir with ``listdir(path) -> [RawEntry named by basename]``, the shape every transport
     shares: the root, each ``.folder``, and each folder's ``cur``/``new``. ``listdir`` raises OSError."""
@@ -90,8 +107,7 @@ def scan_plan(listdir, root: bytes, known: Mapping[bytes, int]) -> RawScan:
                 raise SourceError(f"cannot read {path.decode(errors='backslashreplace')}: {e.strerror or e}") from e
             out.errors.append(f"{rel.decode(errors='backslashreplace')}: {e.strerror or e}")
             return None
-        prefix = rel + b"/" if rel else b""
-        named = [RawEntry(prefix + e.rel, e.kind, e.size, e.mtime_ns) for e in found]
+        named = named_entries(rel, found, out.rejected)
         out.entries.extend(named)
         return named
 

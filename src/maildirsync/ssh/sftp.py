@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping, Sequence
 
 import asyncssh
 
-from ..transport import CHUNK, DIR, FILE, LINK, OTHER, Fetched, RawEntry, RawScan, SourceError
+from ..transport import CHUNK, DIR, FILE, LINK, OTHER, Fetched, RawEntry, RawScan, SourceError, named_entries
 from .bridge import Abandoned, Pipe
 from .connection import LOST, Connection
 from .stream import fetched_from
@@ -66,8 +66,7 @@ async def ascan_plan(alistdir, root: bytes, known: Mapping[bytes, int], concurre
                 found = await alistdir(path)
             except OSError as e:
                 return e
-        prefix = rel + b"/" if rel else b""
-        return [RawEntry(prefix + e.rel, e.kind, e.size, e.mtime_ns) for e in found]
+        return named_entries(rel, found, out.rejected)
 
     def take(rel: bytes, res) -> list[RawEntry] | None:
         if isinstance(res, OSError):
