@@ -148,11 +148,11 @@ def test_dry_run_changes_nothing_and_prints_what_the_real_run_does(corpus, tmp_p
         mutate(scenario, corpus, "plain", seed=seed)
     put(dst / "arossi" / "Maildir", "new/4000.M1P1.dst,S=3", b"me\n")
     before = (raw_bytes(corpus), raw_bytes(dst), raw_bytes(state / os.listdir(state)[0] / "index"))
-    dry = cli("sync", corpus, dst, "--state-dir", state, "--owner", "keep", "-n", "--json")
+    dry = cli("sync", corpus, dst, "--state-dir", state, "--owner", "keep", "-n", "--json", "-v")
     assert dry.returncode == 3, dry.stderr  # changes pending
     after = (raw_bytes(corpus), raw_bytes(dst), raw_bytes(state / os.listdir(state)[0] / "index"))
     assert before == after
-    real = cli("sync", corpus, dst, "--state-dir", state, "--owner", "keep", "--json")
+    real = cli("sync", corpus, dst, "--state-dir", state, "--owner", "keep", "--json", "-v")
     assert real.returncode == 0, real.stdout + real.stderr
     planned = {u["user"]: u["actions"] for u in json.loads(dry.stdout)["users"]}
     done = {u["user"]: u["actions"] for u in json.loads(real.stdout)["users"]}

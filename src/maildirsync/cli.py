@@ -112,7 +112,7 @@ def fail(e: MaildirsyncError, as_json: bool) -> None:
 
 DryRun = typer.Option(False, "-n", "--dry-run", help="Print the plan; change nothing (the index included).")
 Verbose = typer.Option(0, "-v", "--verbose", count=True, help="List every action (-vv: index-only ones too).")
-AsJson = typer.Option(False, "--json", help="Machine-readable report on stdout.")
+AsJson = typer.Option(False, "--json", help="Machine-readable report on stdout (with -v: every action).")
 NoDelete = typer.Option(False, "--no-delete", help="Never delete on the destination.")
 MaxDelete = typer.Option(
     50.0, "--max-delete", min=0, max=100, help="Refuse to delete more than this percent of a folder's synced messages."
@@ -168,6 +168,7 @@ def root(
             plan=engine.Options(delete=not no_delete, max_delete=max_delete),
             owner=parse_owner(owner),
             jobs=jobs,
+            keep_actions=verbose > 0,
         )
         from . import ssh
 
@@ -219,6 +220,7 @@ def sync_cmd(
             plan=engine.Options(delete=not no_delete, max_delete=max_delete),
             owner=parse_owner(owner),
             jobs=jobs,
+            keep_actions=verbose > 0,
         )
         state = engine.state_dir_for(state_dir or DEFAULT_STATE, key)
         code = execute(jobs_list, local.LocalSource(), state, opts, as_json, verbose, "maildirsync sync", notes)

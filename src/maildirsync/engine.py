@@ -57,8 +57,11 @@ class UserResult:
     outcome: Outcome | None = None
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    summary: dict[str, int] | None = None  # counts kept when the actions themselves are dropped
 
     def counts(self) -> dict[str, int]:
+        if self.summary is not None:
+            return self.summary
         acts = self.outcome.done if self.outcome is not None else (self.plan.actions if self.plan else [])
         out = {k: sum(1 for a in acts if a.kind in kinds) for k, kinds in COUNTED.items()}
         out["failed"] = len(self.outcome.failed) if self.outcome is not None else 0
@@ -98,6 +101,9 @@ class RunOptions:
     # stand-in for another (a backup seeding the live source's index): its mtimes say nothing of the live one.
     stamp_dirs: bool = True
     command: str = "maildirsync"
+    # Keep every user's actions for the report (-v, tests). Off, a run over a million messages keeps
+    # only counts and failures, and memory stays bounded by the largest mailbox, not by the whole run.
+    keep_actions: bool = True
 
 
 def default_owner() -> tuple[int, int] | None:
@@ -166,6 +172,12 @@ def sync_user(
     t0 = time.monotonic()
     r = _sync_user(job, source, index, opts, stop, progress, scan or (lambda j, known: source.scan(j.src_root, known)))
     r.seconds = time.monotonic() - t0
+    if not opts.keep_actions:
+        r.summary = r.counts()
+        if r.plan is not None:
+            r.plan.actions = []
+        if r.outcome is not None:
+            r.outcome.done = []
     return r
 
 
