@@ -195,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work or Path(os.environ.get("TMPDIR", "/var/tmp")) / f"maildirsync-bench-{os.getpid()}"
     work.mkdir(parents=True, exist_ok=True)
     results = {"meta": _meta(args), "profiles": {}, "corpora": {}, "unavailable": {}, "samples": []}
+    results["meta"]["login_shell"] = netlab.quiet_login_shell(work) or "as the host has it"
     total = len(args.sizes) * len(args.profiles) * args.reps * len(args.scenarios) * len(args.contenders)
     progress = Progress(total, args.quiet)
     hasher = Hasher()
