@@ -237,6 +237,10 @@ def _launch(workdir, host, port, host_key, client_key, legacy, sftp_only, netns,
     log = workdir / "sshd.log"
     conf = workdir / "sshd_config"
     head, tail = _split_extra(extra_config)
+    # Sessions get an empty HOME: this host's root ~/.bashrc runs pyenv init, a quarter second per command
+    # that no SME server spends, and a session killed inside it leaves a lock that stalls later logins.
+    home = workdir / "home"
+    home.mkdir(exist_ok=True)
     body = f"""\
 {head}Port {port}
 ListenAddress {host}
@@ -255,6 +259,7 @@ LogLevel INFO
 UseDNS no
 PrintMotd no
 Subsystem sftp internal-sftp
+SetEnv HOME={home}
 """
     if legacy:
         body += LEGACY_CONFIG
