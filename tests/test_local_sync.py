@@ -346,3 +346,34 @@ def test_ctrl_c_finishes_the_message_in_flight_commits_and_exits_130(tmp_path):
     assert r.users[0].counts()["new"] == 5000 - len(landed)
     assert r.users[0].counts()["adopted"] == 0
     assert snapshot(dst) == snapshot(src)
+
+
+def test_quiet_folders_are_skipped_but_any_change_on_either_side_is_seen(corpus, tmp_path, monkeypatch):
+    from maildirsync.index import Index
+
+    dst, state = tmp_path / "dst", tmp_path / "state"
+
+    def age(root):  # directory stamps are trusted once older than the margin
+        for d in [root, *root.rglob("*")]:
+            if d.is_dir():
+                os.utime(d, ns=(T0 * 10**9, T0 * 10**9))
+
+    age(corpus)
+    sync(corpus, dst, state)
+    age(dst)
+    sync(corpus, dst, state)  # records the destination's stamps
+    reads = []
+    real = Index.folder_records
+    monkeypatch.setattr(Index, "folder_records", lambda self, u, f: reads.append(f) or real(self, u, f))
+    r = sync(corpus, dst, state)
+    assert [u.status for u in r.users] == ["ok"] * 3
+    assert reads == []  # nothing changed anywhere: no folder's records were read
+    # A flag changed on the destination, another on the source, both on the same message.
+    inbox_src, inbox_dst = corpus / "arossi" / "Maildir" / "cur", dst / "arossi" / "Maildir" / "cur"
+    name = sorted(p.name for p in inbox_src.iterdir() if p.name.endswith(":2,S"))[0]
+    base = name[: -len(":2,S")]
+    os.rename(inbox_dst / name, inbox_dst / (base + ":2,FS"))
+    os.rename(inbox_src / name, inbox_src / (base + ":2,RS"))
+    r = sync(corpus, dst, state)
+    assert (inbox_dst / (base + ":2,FRS")).exists()
+    assert reads == [b""]  # only arossi's INBOX was planned

@@ -22,7 +22,7 @@ from .index import FolderState, Index, StateDir
 from .plan import (
     ADOPT, CONFLICT, CONTROL, COPY, DELETE, FETCH, MOVE, REFETCH, RENAME, Inputs, Options, Plan, make_plan,
 )  # fmt: skip
-from .transport import LocalSource, RawScan, Source, SourceError
+from .transport import LocalSource, RawScan, Source, SourceError, local_listdir, named_entries
 
 # A directory stamp is trusted only if the directory had not changed for this long when we listed it:
 # a change within the same clock tick as the listing would otherwise leave the mtime as we saw it.
@@ -186,12 +186,11 @@ def _sync_user(job, source, index, opts, stop, progress, scan) -> UserResult:
     try:
         if not source.exists(job.src_root):
             return UserResult(job.user, "failed", f"source Maildir {maildir.show(job.src_root)} not found")
-        recs = index.user_records(user)
         states = index.user_folders(user)
-        src = listing.build(scan(job, _known(states)))
+        src_raw = scan(job, _known(states))
+        src = listing.build(src_raw)
     except SourceError as e:
         return UserResult(job.user, "failed", f"cannot read the source: {e}")
-    _fill_unchanged(src, recs)
 
     dst_exists = os.path.isdir(job.dst_root)
     if not dst_exists and not job.create:
@@ -202,9 +201,13 @@ def _sync_user(job, source, index, opts, stop, progress, scan) -> UserResult:
             "first (or pass --create)",
         )
     try:
-        dst = listing.build(LocalSource().scan(job.dst_root, {})) if dst_exists else listing.build(RawScan())
+        dst, quiet = _list_destination(job.dst_root, src, states) if dst_exists else (listing.build(RawScan()), set())
     except SourceError as e:
         return UserResult(job.user, "failed", f"cannot read the destination: {e}")
+    # A quiet folder (cur/ and new/ unchanged on both sides since the last run) has no message to act
+    # on: its records are not even read. Every other folder is planned in full.
+    recs = {f: r for f in set(states) | set(src.folders) if f not in quiet and (r := index.folder_records(user, f))}
+    _fill_unchanged(src, recs)
 
     ctl_hash = _dst_control_hashes(job.dst_root, dst, states)
     kw = _keyword_translations(source, job, src, dst, states, ctl_hash)
@@ -241,7 +244,7 @@ def _sync_user(job, source, index, opts, stop, progress, scan) -> UserResult:
         progress=(lambda n, b: progress(job.user, n, b)) if progress else None,
     )
     out = ex.run(plan)
-    _record_folders(ex.batch, user, src, states, plan, out, opts.stamp_dirs)
+    _record_folders(ex.batch, user, src, states, plan, out, opts.stamp_dirs, job.dst_root)
     status = "changed" if any(a.writes for a in out.done) else "ok"
     reason = ""
     if out.fatal:
@@ -375,8 +378,46 @@ def _keyword_translations(source, job, src, dst, states, ctl_hash) -> dict[bytes
     return out
 
 
+def _list_destination(root: bytes, src: listing.Mailbox, states: dict[bytes, FolderState]):
+    """The destination's listing, skipping the cur/ and new/ of folders whose source side was not re-read
+    and whose destination side is as the last run left it. Returns the listing and those quiet folders."""
+    candidates = {
+        f: states[f].dst_mtimes
+        for f, sf in src.folders.items()
+        if f in states and {b"cur", b"new"} <= sf.unchanged and set(states[f].dst_mtimes) == {b"cur", b"new"}
+    }
+    known = {(f + b"/" if f else b"") + sub: m for f, subs in candidates.items() for sub, m in subs.items()}
+    raw = LocalSource().scan(root, known)
+    quiet = set()
+    for f in candidates:
+        skipped = {sub for sub in (b"cur", b"new") if (f + b"/" if f else b"") + sub in raw.unchanged}
+        if skipped == {b"cur", b"new"}:
+            quiet.add(f)
+            continue
+        for sub in skipped:  # only one side moved: list the other after all, the folder gets planned
+            rel = (f + b"/" if f else b"") + sub
+            raw.unchanged.discard(rel)
+            raw.entries.extend(named_entries(rel, local_listdir(root + b"/" + rel), raw.rejected))
+    return listing.build(raw), quiet
+
+
+def _dst_stamps(root: bytes, folder: bytes) -> dict[bytes, int]:
+    """The destination folder's cur/new mtimes now, if old enough to be trusted (see STAMP_MARGIN_NS)."""
+    out = {}
+    limit = time.time_ns() - STAMP_MARGIN_NS
+    for sub in (b"cur", b"new"):
+        try:
+            m = os.stat((root + b"/" + folder if folder else root) + b"/" + sub).st_mtime_ns
+        except OSError:
+            return {}
+        if m > limit:
+            return {}
+        out[sub] = m
+    return out
+
+
 def _record_folders(
-    batch, user: bytes, src: listing.Mailbox, states, plan: Plan, out: Outcome, stamp_dirs: bool
+    batch, user: bytes, src: listing.Mailbox, states, plan: Plan, out: Outcome, stamp_dirs: bool, dst_root: bytes
 ) -> None:
     failed_folders = {a.folder for a, _ in out.failed} | {a.from_folder for a, _ in out.failed if a.from_folder}
     done_kinds_incomplete = out.fatal is not None or out.interrupted
@@ -398,7 +439,8 @@ def _record_folders(
             for sub, m in f.dir_mtimes.items():
                 if m <= src.now_ns - STAMP_MARGIN_NS:
                     new.dir_mtimes[sub] = m
-        if new.dir_mtimes != st.dir_mtimes or new.controls != st.controls or folder not in states:
+            new.dst_mtimes = _dst_stamps(dst_root, folder)
+        if new != st or folder not in states:
             batch.put_folder(user, folder, new)
 
 

@@ -91,12 +91,16 @@ class FolderState:
     # Source cur/new mtimes, only stored when the folder was fully synced and the stamp is trustworthy.
     dir_mtimes: dict[bytes, int] = field(default_factory=dict)
     controls: dict[bytes, Ctl] = field(default_factory=dict)
+    # Destination cur/new mtimes after the last run wrote there: both sides unchanged since means the
+    # folder has nothing to do, and neither its listing nor its records need reading.
+    dst_mtimes: dict[bytes, int] = field(default_factory=dict)
 
     def pack(self) -> bytes:
         return json.dumps(
             {
                 "dirs": {k.decode("latin-1"): v for k, v in self.dir_mtimes.items()},
                 "ctl": {k.decode("latin-1"): list(_ctl_tuple(c)) for k, c in self.controls.items()},
+                "dst": {k.decode("latin-1"): v for k, v in self.dst_mtimes.items()},
             }
         ).encode()
 
@@ -106,6 +110,7 @@ class FolderState:
         return cls(
             {k.encode("latin-1"): v for k, v in d["dirs"].items()},
             {k.encode("latin-1"): Ctl(*v) for k, v in d["ctl"].items()},
+            {k.encode("latin-1"): v for k, v in d.get("dst", {}).items()},
         )
 
 
@@ -143,6 +148,10 @@ class Index:
             folder, base = key[len(prefix) :].split(b"\0", 1)
             out.setdefault(folder, {})[base] = Rec.unpack(val, base)
         return out
+
+    def folder_records(self, user: bytes, folder: bytes) -> dict[bytes, Rec]:
+        prefix = _mkey(user, folder)
+        return {key[len(prefix) :]: Rec.unpack(val, key[len(prefix) :]) for key, val in self._scan(self._msgs_db(), prefix)}
 
     def user_folders(self, user: bytes) -> dict[bytes, FolderState]:
         prefix = user + b"\0"
