@@ -49,6 +49,16 @@ def parse_owner(spec: Optional[str]) -> tuple[int, int] | None:
     return uid, gid
 
 
+def run_options(dry_run: bool, no_delete: bool, max_delete: float, owner: Optional[str], jobs: int, verbose: int):
+    return engine.RunOptions(
+        dry_run=dry_run,
+        plan=engine.Options(delete=not no_delete, max_delete=max_delete),
+        owner=parse_owner(owner),
+        jobs=jobs,
+        keep_actions=verbose > 0,  # without -v only counts are reported: memory stays bounded
+    )
+
+
 @contextmanager
 def interruptible():
     """Ctrl-C sets a flag: the message in flight is finished, the index committed, then we stop."""
@@ -163,13 +173,7 @@ def root(
             raise UsageError(f"--transport {transport}: choose auto or sftp")
         state_base = state_dir or DEFAULT_STATE
         layout = remote.Layout(type_, users_dir, admin_maildir, vmail_dir)
-        opts = engine.RunOptions(
-            dry_run=dry_run,
-            plan=engine.Options(delete=not no_delete, max_delete=max_delete),
-            owner=parse_owner(owner),
-            jobs=jobs,
-            keep_actions=verbose > 0,
-        )
+        opts = run_options(dry_run, no_delete, max_delete, owner, jobs, verbose)
         from . import ssh
 
         source = ssh.open_source(
@@ -215,13 +219,7 @@ def sync_cmd(
     """Sync between two local trees (a mounted disk, an exploded backup)."""
     try:
         jobs_list, key, notes = local.jobs(source, dest, user, create)
-        opts = engine.RunOptions(
-            dry_run=dry_run,
-            plan=engine.Options(delete=not no_delete, max_delete=max_delete),
-            owner=parse_owner(owner),
-            jobs=jobs,
-            keep_actions=verbose > 0,
-        )
+        opts = run_options(dry_run, no_delete, max_delete, owner, jobs, verbose)
         state = engine.state_dir_for(state_dir or DEFAULT_STATE, key)
         code = execute(jobs_list, local.LocalSource(), state, opts, as_json, verbose, "maildirsync sync", notes)
     except MaildirsyncError as e:
