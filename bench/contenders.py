@@ -199,11 +199,12 @@ class Maildirsync(Contender):
             argv += ["--admin-maildir", str(self.source["admin"])]
         if self.jobs:
             argv += ["-j", str(self.jobs)]
+        code = code_fingerprint()
         e = run_measured(n.wrap(argv))
         totals, statuses = _totals(_last_json(e.stdout))
         out = Outcome(e.returncode == 0, e.wall_s, e.cpu_s, e.maxrss_kib, totals.get("bytes"),
                       sum(totals.get(k, 0) for k in ("new", "refetched", "conflicts")) if totals else None)
-        out.extra = {"counts": totals, "user_statuses": statuses}
+        out.extra = {"counts": totals, "user_statuses": statuses, "code": code}
         if e.returncode != 0:
             out.error = f"maildirsync exited {e.returncode}: {(e.stderr.strip() or e.stdout.strip())[-800:]}"
         return out
@@ -220,6 +221,18 @@ def _last_json(text: str):
         except ValueError:
             continue
     return None
+
+
+def code_fingerprint() -> str:
+    """A hash of maildirsync's source as it is now: the package is installed editable, so a run uses the
+    working tree of the moment, which may change between repetitions of a long bench."""
+    import xxhash
+
+    pkg = Path(__file__).resolve().parent.parent / "src" / "maildirsync"
+    h = xxhash.xxh64()
+    for path in sorted(pkg.rglob("*.py")):
+        h.update(str(path.relative_to(pkg)).encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
 
 
 def _totals(report) -> tuple[dict[str, int], dict[str, int]]:

@@ -99,6 +99,10 @@ def markdown(results: dict, summary: dict) -> str:
              f"Host: {meta['cpus']} × {meta['cpu']}, {meta['mem_gib']} GiB, kernel {meta['kernel']}; "
              f"{meta['rsync']}; {meta['ssh']}; cipher {meta['cipher']} for all; commit {meta['commit']}; "
              f"{meta['reps']} interleaved repetitions; {meta['cache']}.", ""]
+    codes = sorted({s["code"] for s in results["samples"] if s.get("code")})
+    if len(codes) > 1:
+        lines += [f"**Warning:** maildirsync's source changed during the run ({len(codes)} versions: "
+                  f"{', '.join(codes)}); its repetitions did not all run the same code.", ""]
     for key, why in results.get("unavailable", {}).items():
         lines += [f"**{LABELS.get(key, key)} unavailable:** {why}", ""]
     for name, prof in results["profiles"].items():
