@@ -26,7 +26,9 @@ from .transport import LocalSource, RawScan, Source, SourceError, local_listdir,
 
 # A directory stamp is trusted only if the directory had not changed for this long when we listed it:
 # a change within the same clock tick as the listing would otherwise leave the mtime as we saw it.
-STAMP_MARGIN_NS = 2_000_000_000
+STAMP_MARGIN_NS = 2_000_000_000  # the source may be ext3 (whole seconds) on a clock not ours
+# The destination is a local filesystem on our clock, with timestamps coarse to a jiffy at worst.
+DST_STAMP_MARGIN_NS = 200_000_000
 
 COUNTED = {
     "new": (FETCH,),
@@ -404,7 +406,7 @@ def _list_destination(root: bytes, src: listing.Mailbox, states: dict[bytes, Fol
 def _dst_stamps(root: bytes, folder: bytes) -> dict[bytes, int]:
     """The destination folder's cur/new mtimes now, if old enough to be trusted (see STAMP_MARGIN_NS)."""
     out = {}
-    limit = time.time_ns() - STAMP_MARGIN_NS
+    limit = time.time_ns() - DST_STAMP_MARGIN_NS
     for sub in (b"cur", b"new"):
         try:
             m = os.stat((root + b"/" + folder if folder else root) + b"/" + sub).st_mtime_ns
