@@ -2,9 +2,9 @@
 
 Safety rules (DESIGN.md §4), and how this module keeps them:
 - A message reaches ``new/`` or ``cur/`` only complete: it is written under ``tmp/``, hashed while it
-  streams, size-checked, fsynced, given its mtime, and only then linked into place.
-- Nothing is ever overwritten by accident: files are put in place with link(2), which fails if the name
-  is taken, and renames keep the inode (link, then unlink the old name).
+  streams, size-checked, flushed to disk, given its mtime, and only then renamed into place.
+- Nothing is ever overwritten by accident: a rename checks first that the new name is free, and is one
+  rename(2), so a kill never leaves a message under two names; renames keep the inode.
 - The index learns of a change only after the change is durable: index updates are held in a batch
   and committed after the directories they touched have been fsynced.
 - Nothing is written outside the destination Maildir: every directory written to is checked to be a
@@ -226,14 +226,6 @@ class Executor:
 
     def dirty(self, path: bytes) -> None:
         self._dirty_dirs.add(path.rsplit(b"/", 1)[0])
-
-    def place(self, src: bytes, dst: bytes) -> None:
-        """Put a finished file from tmp/ in place; fails if ``dst`` exists. A kill between the link and
-        the unlink leaves only a tmp/ file behind, which the next run removes."""
-        os.link(src, dst)
-        os.unlink(src)
-        self.dirty(dst)
-        self.dirty(src)
 
     def rename(self, src: bytes, dst: bytes) -> None:
         """Rename a message, keeping its inode, in one atomic step (a kill cannot leave it under two
@@ -483,7 +475,7 @@ class Executor:
             if a.old != a.dst:
                 self.rename(old, dst)
         else:
-            self.place(tmp, dst)
+            self.rename(tmp, dst)
         self.record(a, digest)
 
 
