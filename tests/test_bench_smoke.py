@@ -87,11 +87,12 @@ def test_rsync_stats_parse():
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("rsync"), reason="needs root, sshd and rsync")
-def test_tiny_bench_all_scenarios_loopback(tmp_path):
+def test_small_bench_all_scenarios_loopback(tmp_path):
+    """Issue 4's CI smoke run: the small corpus (20 000 messages), every scenario, every contender, on
+    loopback (about 90 s here). It checks that every destination is right; the times go to the log."""
     out = tmp_path / "results"
     r = subprocess.run(
-        [sys.executable, "-m", "bench.run", "--size", "tiny", "--users", "2", "--folders", "2", "--messages", "10",
-         "--reps", "1", "--profile", "loopback",
+        [sys.executable, "-m", "bench.run", "--size", "small", "--reps", "1", "--profile", "loopback", "--no-plots",
          "--out", str(out), "--work", str(tmp_path / "work"), "--quiet"],
         cwd=REPO, capture_output=True, text=True, timeout=600)
     print(r.stdout[-4000:], r.stderr[-4000:])  # the times, for the log; nothing asserted on them
@@ -102,9 +103,6 @@ def test_tiny_bench_all_scenarios_loopback(tmp_path):
     for contender in ("script", "rsync", "maildirsync"):
         mine = [s for s in samples if s["contender"] == contender]
         assert [s["scenario"] for s in mine] == list(SCENARIOS)
-        statuses = {s["status"] for s in mine}
-        if contender == "maildirsync" and statuses == {"unavailable"}:
-            continue  # its SSH CLI is not there yet: reported, not faked
         bad = [(s["scenario"], s["status"], s.get("error"), s.get("problems")) for s in mine if s["status"] != "ok"]
         assert not bad, bad
         assert all(s["checked_messages"] > 0 for s in mine)
