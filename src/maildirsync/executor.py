@@ -341,7 +341,10 @@ class Executor:
             self.out.controls[key] = Ctl(a.size, a.mtime_ns, "merged", len(data), 0)
             return
         self.write_file(fp, data, a.mtime_ns)
-        self.out.controls[key] = Ctl(a.size, a.mtime_ns, xxhash.xxh3_128_hexdigest(data), len(data), a.mtime_ns)
+        # Read with another size than listed: the source rewrote it since the listing, within the same
+        # (whole) second perhaps. Its stamp must not pass for the version we hold: carry it again next run.
+        src_size = a.size if len(data) == a.size else -1
+        self.out.controls[key] = Ctl(src_size, a.mtime_ns, xxhash.xxh3_128_hexdigest(data), len(data), a.mtime_ns)
 
     def write_file(self, path: bytes, data: bytes, mtime_ns: int | None) -> None:
         tmp = path + b".maildirsync-new"
