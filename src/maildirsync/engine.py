@@ -270,7 +270,7 @@ def _sync_user(job, source, index, opts, stop, progress, scan) -> UserResult:
 
 def _known(states: dict[bytes, FolderState]) -> dict[bytes, int]:
     """The cur/new mtimes last stamped, as the transport wants them: ``b".Sent/cur" -> mtime``."""
-    return {(f + b"/" if f else b"") + sub: m for f, st in states.items() for sub, m in st.dir_mtimes.items()}
+    return {maildir.in_folder(f, sub): m for f, st in states.items() for sub, m in st.dir_mtimes.items()}
 
 
 class _Prefetch:
@@ -345,7 +345,7 @@ def _dst_control_hashes(root: bytes, dst: listing.Mailbox, states: dict[bytes, F
             if have == (ctl.dst_size, ctl.dst_mtime_ns):
                 out[(folder, name)] = ctl.dst_hash
                 continue
-            p = (root + b"/" + folder if folder else root) + b"/" + name
+            p = maildir.folder_dir(root, folder) + b"/" + name
             try:
                 with open(p, "rb") as fh:
                     out[(folder, name)] = xxhash.xxh3_128_hexdigest(fh.read())
@@ -366,8 +366,8 @@ def _keyword_translations(source, job, src, dst, states, ctl_hash) -> dict[bytes
         ctl = st.controls.get(b"dovecot-keywords") if st else None
         if ctl is not None and ctl_hash.get((folder, b"dovecot-keywords")) == ctl.dst_hash:
             continue  # still ours: it is carried, letters mean the same on both sides
-        srel = (folder + b"/" if folder else b"") + b"dovecot-keywords"
-        p = (job.dst_root + b"/" + folder if folder else job.dst_root) + b"/dovecot-keywords"
+        srel = maildir.in_folder(folder, b"dovecot-keywords")
+        p = maildir.folder_dir(job.dst_root, folder) + b"/dovecot-keywords"
         try:
             with open(p, "rb") as fh:
                 mine = fh.read()
@@ -388,16 +388,16 @@ def _list_destination(root: bytes, src: listing.Mailbox, states: dict[bytes, Fol
         for f, sf in src.folders.items()
         if f in states and {b"cur", b"new"} <= sf.unchanged and set(states[f].dst_mtimes) == {b"cur", b"new"}
     }
-    known = {(f + b"/" if f else b"") + sub: m for f, subs in candidates.items() for sub, m in subs.items()}
+    known = {maildir.in_folder(f, sub): m for f, subs in candidates.items() for sub, m in subs.items()}
     raw = LocalSource().scan(root, known)
     quiet = set()
     for f in candidates:
-        skipped = {sub for sub in (b"cur", b"new") if (f + b"/" if f else b"") + sub in raw.unchanged}
+        skipped = {sub for sub in (b"cur", b"new") if maildir.in_folder(f, sub) in raw.unchanged}
         if skipped == {b"cur", b"new"}:
             quiet.add(f)
             continue
         for sub in skipped:  # only one side moved: list the other after all, the folder gets planned
-            rel = (f + b"/" if f else b"") + sub
+            rel = maildir.in_folder(f, sub)
             raw.unchanged.discard(rel)
             raw.entries.extend(named_entries(rel, local_listdir(root + b"/" + rel), raw.rejected))
     return listing.build(raw), quiet
@@ -409,7 +409,7 @@ def _dst_stamps(root: bytes, folder: bytes) -> dict[bytes, int]:
     limit = time.time_ns() - DST_STAMP_MARGIN_NS
     for sub in (b"cur", b"new"):
         try:
-            m = os.stat((root + b"/" + folder if folder else root) + b"/" + sub).st_mtime_ns
+            m = os.stat(maildir.folder_dir(root, folder) + b"/" + sub).st_mtime_ns
         except OSError:
             return {}
         if m > limit:

@@ -34,6 +34,7 @@ from .plan import (
 from .transport import CHUNK, Source, SourceError
 
 TMP_PREFIX = b"maildirsync."
+NEW_SUFFIX = b".maildirsync-new"  # a control file being replaced, beside its final name
 COMMIT_EVERY = 512  # actions per index transaction
 STAGE_FILES = 256  # fetched messages made durable together
 STAGE_BYTES = 64 << 20
@@ -59,7 +60,7 @@ class Outcome:
 
 
 def rel(folder: bytes, subdir: bytes, name: bytes) -> bytes:
-    return (folder + b"/" if folder else b"") + subdir + b"/" + name
+    return maildir.in_folder(folder, subdir + b"/" + name)
 
 
 def hash_file(path: bytes) -> tuple[bytes, int]:
@@ -106,7 +107,7 @@ class Executor:
 
     # --- paths -----------------------------------------------------------------------------------------
     def folder_path(self, folder: bytes) -> bytes:
-        return self.root + b"/" + folder if folder else self.root
+        return maildir.folder_dir(self.root, folder)
 
     def path(self, folder: bytes, where: tuple[bytes, bytes]) -> bytes:
         return self.folder_path(folder) + b"/" + where[0] + b"/" + where[1]
@@ -347,7 +348,7 @@ class Executor:
         self.out.controls[key] = Ctl(src_size, a.mtime_ns, xxhash.xxh3_128_hexdigest(data), len(data), a.mtime_ns)
 
     def write_file(self, path: bytes, data: bytes, mtime_ns: int | None) -> None:
-        tmp = path + b".maildirsync-new"
+        tmp = path + NEW_SUFFIX
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         try:
             _write_all(fd, data)
@@ -525,24 +526,19 @@ def _unlink_quiet(path: bytes) -> None:
 
 
 def clean_tmp(root: bytes, folders) -> None:
-    """Remove what an interrupted run of ours left in tmp/ (only our own files: deliveries in progress
-    by the mail server are not ours to touch)."""
+    """Remove what an interrupted run of ours left behind: our files in tmp/ (deliveries in progress by
+    the mail server are not ours to touch) and control files written beside their final name."""
     for folder in folders:
-        d = (root + b"/" + folder if folder else root) + b"/tmp"
-        try:
-            names = os.listdir(d)
-        except OSError:
-            continue
-        for n in names:
-            if n.startswith(TMP_PREFIX):
-                _unlink_quiet(d + b"/" + n)
-    # Control files are written beside their final name.
-    for folder in folders:
-        d = root + b"/" + folder if folder else root
-        try:
-            names = os.listdir(d)
-        except OSError:
-            continue
-        for n in names:
-            if n.endswith(b".maildirsync-new"):
-                _unlink_quiet(d + b"/" + n)
+        d = maildir.folder_dir(root, folder)
+        _remove_ours(d + b"/tmp", lambda n: n.startswith(TMP_PREFIX))
+        _remove_ours(d, lambda n: n.endswith(NEW_SUFFIX))
+
+
+def _remove_ours(d: bytes, ours) -> None:
+    try:
+        names = os.listdir(d)
+    except OSError:
+        return
+    for n in names:
+        if ours(n):
+            _unlink_quiet(d + b"/" + n)

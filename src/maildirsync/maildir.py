@@ -14,10 +14,6 @@ SEPARATORS = (b":", b"!", b";")
 SUBDIRS = (b"cur", b"new")
 INBOX = b""
 
-# Flags Dovecot and Courier know, plus keyword letters; a name keeps them in ASCII order.
-SYSTEM_FLAGS = frozenset(b"DFPRST")
-KEYWORD_LETTERS = frozenset(b"abcdefghijklmnopqrstuvwxyz")
-
 MAX_NAME = 255
 _BAD_BYTES = re.compile(rb"[\x00-\x1f\x7f/]")
 
@@ -141,7 +137,10 @@ def merge_flags(dest: bytes, old_src: bytes, new_src: bytes) -> bytes:
     return sort_flags(bytes((set(dest) | added) - removed))
 
 
-def size_from_base(base: bytes) -> int | None:
-    """The ``,S=<size>`` field of a base, if any."""
-    m = re.search(rb",S=(\d+)", base)
-    return int(m.group(1)) if m else None
+def in_folder(folder: bytes, name: bytes) -> bytes:
+    """``name`` inside ``folder``, relative to the Maildir root (INBOX is the root itself)."""
+    return folder + b"/" + name if folder else name
+
+
+def folder_dir(root: bytes, folder: bytes) -> bytes:
+    return root + b"/" + folder if folder else root

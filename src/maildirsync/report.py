@@ -150,7 +150,6 @@ class Progress:
         self.bytes = 0
         self.t0 = time.monotonic()
         self._last = 0.0
-        self.planned_files = 0
 
     def advance(self, user: str, files: int, nbytes: int) -> None:
         self.files += files

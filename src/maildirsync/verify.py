@@ -9,7 +9,7 @@ from pathlib import Path
 from .executor import hash_file
 from .errors import UsageError
 from .index import StateDir
-from .maildir import folder_display, show
+from .maildir import folder_dir, folder_display, show
 
 
 @dataclass
@@ -60,7 +60,7 @@ def run(state: StateDir, dest: dict[str, Path], only: list[str]) -> list[UserChe
 def _check(user: str, root: bytes, recs) -> UserCheck:
     c = UserCheck(user)
     for folder, byb in sorted(recs.items()):
-        fdir = root + b"/" + folder if folder else root
+        fdir = folder_dir(root, folder)
         for _base, rec in sorted(byb.items()):
             p = fdir + b"/" + rec.dst_subdir + b"/" + rec.dst_name
             c.checked += 1
