@@ -1,5 +1,5 @@
-# Shared by scripts/demo and scripts/test: Debian packages where missing, then a virtualenv in .venv.
-# Usage: . scripts/_setup.sh "<debian packages>" "<pip extras>"
+# Shared by scripts/demo and scripts/test: Debian packages where missing, then a virtualenv with this package.
+# Usage: . scripts/_setup.sh "<debian packages>"; then make_venv DIR PYTHON "<pip extras>"
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,13 +15,30 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
 fi
 
-PY="${PYTHON:-python3}"
-if [ ! -x .venv/bin/python ]; then
-    "$PY" -m venv .venv 2>/dev/null || {
-        echo "python3 -m venv failed: installing python3-venv" >&2
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
-        "$PY" -m venv .venv
-    }
-fi
-# (Filter pip's warnings about package mirrors this machine's configuration names but lacks.)
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".$2" 2> >(grep -v "is ignored: it is neither" >&2)
+# make_venv DIR PYTHON EXTRAS: a virtualenv in DIR made with PYTHON, holding this package (editable).
+make_venv() {
+    local dir="$1" py="$2" extras="$3"
+    if [ ! -x "$dir/bin/python" ]; then
+        "$py" -m venv "$dir" 2>/dev/null || {
+            echo "$py -m venv failed: installing python3-venv" >&2
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+            "$py" -m venv "$dir"
+        }
+    fi
+    # Binary wheels only, as on NethServer 7 where nothing may be compiled (issue 12); pip's own warnings
+    # about package mirrors this machine's configuration names but lacks are filtered out.
+    "$dir/bin/python" -m pip install -q --disable-pip-version-check --prefer-binary -e ".$extras" \
+        2> >(grep -v "is ignored: it is neither" >&2)
+}
+
+# find_python X.Y: an interpreter of that version (on PATH, or under pyenv), or nothing.
+find_python() {
+    local v="$1" p
+    for p in "python$v" "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$v".*/bin/python"$v" /opt/rh/rh-python${v/./}/root/usr/bin/python"$v"; do
+        if command -v "$p" >/dev/null 2>&1 && "$p" -c "import sys; sys.exit(sys.version_info[:2] != tuple(map(int, '$v'.split('.'))))" 2>/dev/null; then
+            command -v "$p"
+            return 0
+        fi
+    done
+    return 1
+}

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import xxhash
 
+from maildirsync.compat import exit_code
 from maildirsync import maildir
 from maildirsync.transport import LocalSource
 
@@ -90,8 +91,11 @@ def cli_as(uid: int, gid: int, *args, workdir: Path) -> subprocess.CompletedProc
     """Run the CLI in a forked child that dropped root, so that file permissions bite. The interpreter
     lives under /root here, out of an unprivileged user's reach, hence fork rather than exec."""
     out, err = workdir / "stdout", workdir / "stderr"
-    # Whatever the CLI imports lazily must be loaded before root is dropped.
-    import typer._adapters  # noqa: F401
+    # Whatever the CLI imports lazily must be loaded before root is dropped (typer >= 0.21 only has it).
+    try:
+        import typer._adapters  # noqa: F401
+    except ImportError:
+        pass
 
     from maildirsync.cli import app
 
@@ -128,7 +132,7 @@ def cli_as(uid: int, gid: int, *args, workdir: Path) -> subprocess.CompletedProc
             sys.stderr.flush()
             os._exit(code)
     _, status = os.waitpid(pid, 0)
-    return subprocess.CompletedProcess(args, os.waitstatus_to_exitcode(status), out.read_text(), err.read_text())
+    return subprocess.CompletedProcess(args, exit_code(status), out.read_text(), err.read_text())
 
 
 class CountingSource(LocalSource):

@@ -31,7 +31,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -216,7 +216,7 @@ def mailboxes(
         None, "--state-dir", envvar="MAILDIRSYNC_STATE_DIR",
         help=f"where maildirsync keeps its indexes (default {mailboxes_mod.DEFAULT_STATE})",
     ),
-    user: list[str] = typer.Option([], "--user", "-u", help="only this user (repeatable)"),
+    user: List[str] = typer.Option([], "--user", "-u", help="only this user (repeatable)"),
     dry_run: bool = typer.Option(False, "--dry-run", "-n", help="print the plan; change nothing"),
     owner: Optional[str] = typer.Option(
         None, "--owner", help="USER:GROUP of what is created (default vmail:vmail if it exists; 'keep')"

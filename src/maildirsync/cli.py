@@ -13,7 +13,7 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -141,7 +141,7 @@ def root(
     port: int = typer.Option(22, "-p", "--port", help="SSH port on the source host."),
     dry_run: bool = DryRun,
     type_: str = typer.Option("sme8", "-t", "--type", metavar="sme8|ns6", help="Source layout."),
-    user: list[str] = typer.Option([], "-u", "--user", help="Only this user (repeatable)."),
+    user: List[str] = typer.Option([], "-u", "--user", help="Only this user (repeatable)."),
     login: str = typer.Option("root", "-l", "--login", help="SSH login on the source."),
     identity: Optional[Path] = typer.Option(None, "-i", "--identity", help="SSH private key (default STATE/id_rsa)."),
     known_hosts: Optional[Path] = typer.Option(None, "--known-hosts", help="Host keys (default STATE/known_hosts)."),
@@ -213,7 +213,7 @@ def sync_cmd(
     state_dir: Optional[Path] = StateOpt,
     owner: Optional[str] = OwnerOpt,
     jobs: int = JobsOpt,
-    user: list[str] = typer.Option([], "-u", "--user", help="Only this user (repeatable)."),
+    user: List[str] = typer.Option([], "-u", "--user", help="Only this user (repeatable)."),
     create: bool = typer.Option(False, "--create", help="Create destination mailboxes that do not exist yet."),
 ) -> None:
     """Sync between two local trees (a mounted disk, an exploded backup)."""
@@ -304,7 +304,7 @@ def verify_cmd(
     port: int = typer.Option(22, "-p", "--port"),
     dest_root: Path = typer.Option(Path("/var/lib/nethserver/vmail"), "--dest-root"),
     domain: Optional[str] = typer.Option(None, "--domain"),
-    user: list[str] = typer.Option([], "-u", "--user", help="Only this user (repeatable)."),
+    user: List[str] = typer.Option([], "-u", "--user", help="Only this user (repeatable)."),
     state_dir: Optional[Path] = StateOpt,
     as_json: bool = AsJson,
 ) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import xxhash
 
+from .compat import SLOTS
 from . import keywords, listing, maildir
 from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_PENDING, IndexError_, disk_full_reason
 from .executor import Executor, Outcome, clean_tmp
@@ -42,7 +43,7 @@ COUNTED = {
 }
 
 
-@dataclass(slots=True)
+@dataclass(**SLOTS)
 class UserJob:
     user: str
     src_root: bytes
@@ -50,7 +51,7 @@ class UserJob:
     create: bool = False  # create the destination Maildir if it does not exist
 
 
-@dataclass(slots=True)
+@dataclass(**SLOTS)
 class UserResult:
     user: str
     status: str  # ok | changed | pending (dry run) | failed
@@ -75,7 +76,7 @@ class UserResult:
         return out
 
 
-@dataclass(slots=True)
+@dataclass(**SLOTS)
 class RunResult:
     users: list[UserResult]
     dry_run: bool
@@ -93,7 +94,7 @@ class RunResult:
         return EXIT_OK
 
 
-@dataclass(slots=True)
+@dataclass(**SLOTS)
 class RunOptions:
     dry_run: bool = False
     plan: Options = field(default_factory=Options)

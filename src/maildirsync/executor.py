@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import xxhash
 
+from .compat import SLOTS
 from . import maildir
 from .errors import IndexError_
 from .index import Batch, Ctl, Rec
@@ -49,7 +50,7 @@ class Stopped(Exception):
     pass
 
 
-@dataclass(slots=True)
+@dataclass(**SLOTS)
 class Outcome:
     done: list[Action] = field(default_factory=list)
     failed: list[tuple[Action, str]] = field(default_factory=list)

@@ -20,6 +20,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from pathlib import Path
 
 import lmdb
 
+from .compat import SLOTS
 from .errors import IndexBusy, IndexError_
 
 SCHEMA = b"2"
@@ -36,7 +38,7 @@ _SUBDIR_NAME = (b"cur", b"new")
 _REC = struct.Struct("<Qq16sBBBH")
 
 
-@dataclass(slots=True)
+@dataclass(**SLOTS)
 class Rec:
     """One message as the last sync left it. ``size``/``mtime_ns`` are the source's (and so the
     destination's: we copy mtimes); ``hash`` is the xxh3-128 of the content written."""
@@ -75,7 +77,7 @@ class Rec:
         )
 
 
-@dataclass(slots=True)
+@dataclass(**SLOTS)
 class Ctl:
     """A control file as last carried: source stamp, and the destination copy we wrote."""
 
@@ -86,7 +88,7 @@ class Ctl:
     dst_mtime_ns: int
 
 
-@dataclass(slots=True)
+@dataclass(**SLOTS)
 class FolderState:
     # Source cur/new mtimes, only stored when the folder was fully synced and the stamp is trustworthy.
     dir_mtimes: dict[bytes, int] = field(default_factory=dict)
@@ -130,6 +132,9 @@ class Index:
         self._env = env
         self.readonly = readonly
         self.path = env.path() if env is not None else None
+        # Users are synced in parallel threads; py-lmdb 1.x refuses a second write transaction on the
+        # environment instead of waiting for the first, so they take turns here.
+        self.write_lock = threading.Lock()
         if env is not None:
             self._msgs = env.open_db(b"msgs", create=not readonly)
             self._folders = env.open_db(b"folders", create=not readonly)
@@ -227,7 +232,7 @@ class Batch:
         if not self._ops:
             return
         try:
-            with self._index._env.begin(write=True) as txn:
+            with self._index.write_lock, self._index._env.begin(write=True) as txn:
                 for db, key, val in self._ops:
                     if val is None:
                         txn.delete(key, db=db)

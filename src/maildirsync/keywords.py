@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .compat import SLOTS
+
 LETTERS = b"abcdefghijklmnopqrstuvwxyz"
 
 
@@ -24,7 +26,7 @@ def render(entries: dict[int, bytes]) -> bytes:
     return b"".join(b"%d %s\n" % (i, n) for i, n in sorted(entries.items()))
 
 
-@dataclass(slots=True)
+@dataclass(**SLOTS)
 class Translation:
     """Source letter -> destination letter; ``added`` are names the destination file lacks and gets."""
 

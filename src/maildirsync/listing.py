@@ -7,11 +7,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from . import maildir
+from .compat import SLOTS
 from .maildir import INBOX, FileKind, MessageName
 from .transport import DIR, FILE, LINK, RawScan
 
 
-@dataclass(slots=True)
+@dataclass(**SLOTS)
 class Msg:
     subdir: bytes
     name: bytes
@@ -24,7 +25,7 @@ class Msg:
         return self.parsed.base
 
 
-@dataclass(slots=True)
+@dataclass(**SLOTS)
 class Folder:
     msgs: dict[bytes, Msg] = field(default_factory=dict)
     controls: dict[bytes, tuple[int, int]] = field(default_factory=dict)  # name -> (size, mtime_ns)
@@ -32,7 +33,7 @@ class Folder:
     unchanged: set[bytes] = field(default_factory=set)  # subdirs not re-read (mtime as last time)
 
 
-@dataclass(slots=True)
+@dataclass(**SLOTS)
 class Mailbox:
     sep: bytes = b":"
     folders: dict[bytes, Folder] = field(default_factory=dict)

@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 
+from .compat import SLOTS
+
 SEPARATORS = (b":", b"!", b";")
 SUBDIRS = (b"cur", b"new")
 INBOX = b""
@@ -84,7 +86,7 @@ def show(name: bytes) -> str:
     return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class MessageName:
     """``<base>[<sep><info>]``; ``flags`` is the sorted flag string when info is ``2,<flags>``."""
 

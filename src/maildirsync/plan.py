@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Tuple
 
+from .compat import SLOTS
 from . import maildir
 from .index import Ctl, FolderState, Rec
 from .keywords import Translation
@@ -29,10 +31,10 @@ SIGIL = {
 # Kinds that change nothing on the destination, only what the index remembers.
 INDEX_ONLY = frozenset({RECORD, FORGET})
 
-Where = tuple[bytes, bytes]  # (subdir, name)
+Where = Tuple[bytes, bytes]  # (subdir, name)
 
 
-@dataclass(slots=True)
+@dataclass(**SLOTS)
 class Action:
     kind: str
     folder: bytes
@@ -60,13 +62,13 @@ class Action:
         return (self.kind, self.folder, self.base, self.src, self.dst, self.old, self.from_folder, self.note)
 
 
-@dataclass(slots=True)
+@dataclass(**SLOTS)
 class Options:
     delete: bool = True
     max_delete: float = 50.0  # percent of a folder's synced messages
 
 
-@dataclass(slots=True)
+@dataclass(**SLOTS)
 class Inputs:
     src: Mailbox
     dst: Mailbox
@@ -77,7 +79,7 @@ class Inputs:
     options: Options = field(default_factory=Options)
 
 
-@dataclass(slots=True)
+@dataclass(**SLOTS)
 class Plan:
     actions: list[Action] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from .compat import SLOTS
 from .maildir import show
 
 CHUNK = 256 * 1024
@@ -28,7 +29,7 @@ class SourceError(Exception):
     """The source could not be read at all (connection lost, root missing, permission denied)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class RawEntry:
     rel: bytes
     kind: str
@@ -36,7 +37,7 @@ class RawEntry:
     mtime_ns: int
 
 
-@dataclass(slots=True)
+@dataclass(**SLOTS)
 class RawScan:
     """What a transport saw under a Maildir root, down to ``<folder>/cur/<file>`` (never into tmp/).
 
@@ -52,7 +53,7 @@ class RawScan:
     now_ns: int | None = None  # the source's clock when the scan began, if the transport knows it
 
 
-@dataclass(slots=True)
+@dataclass(**SLOTS)
 class Fetched:
     """One file coming from :meth:`Source.fetch`. ``chunks`` must be consumed before the next file is
     asked for. When the file cannot be read (vanished since the listing), either ``error`` says so up

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import xxhash
 
+from maildirsync.compat import exit_code
 from maildirsync import engine, local, maildir
 from maildirsync.index import Batch, StateDir
 from maildirsync.lab.corpus import SME8_ADMIN, SME8_USERS, CorpusSpec, generate
@@ -294,7 +295,7 @@ def killed_at(k: int, fn: Callable[[], object], trace: Path) -> Crash | None:
         assert os.WTERMSIG(status) == signal.SIGKILL
         call, history = ast.literal_eval(trace.read_text())
         return Crash(k, Call(*call), tuple(Call(*c) for c in history))
-    assert os.waitstatus_to_exitcode(status) == 0, "the forked run failed (see captured stderr)"
+    assert exit_code(status) == 0, "the forked run failed (see captured stderr)"
     return None
 
 

@@ -308,7 +308,8 @@ class DovecotServer:
 
     def connect(self, user: str) -> imaplib.IMAP4:
         """A logged-in IMAP connection; the caller logs out (use as a context manager)."""
-        imap = imaplib.IMAP4(HOST, self.port, timeout=30)
+        imap = imaplib.IMAP4(HOST, self.port)  # (timeout= is Python 3.9+)
+        imap.sock.settimeout(30)
         imap.login(user, self.users[user])
         return imap
 

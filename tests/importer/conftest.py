@@ -38,7 +38,11 @@ class Ran:
 @pytest.fixture
 def cli():
     """Run ``maildirsync-import`` in-process; asserts there is never a traceback."""
-    runner = CliRunner()
+    # click < 8.2 (the newest on Python 3.8) mixes stderr into stdout unless told not to.
+    try:
+        runner = CliRunner(mix_stderr=False)
+    except TypeError:
+        runner = CliRunner()
 
     def run(*args: str) -> Ran:
         res = runner.invoke(app, [str(a) for a in args])

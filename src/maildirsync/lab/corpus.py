@@ -28,6 +28,8 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from maildirsync.compat import randbytes
+
 KIB = 1024
 MIB = 1024 * KIB
 
@@ -237,7 +239,7 @@ def _blocks(seed: int) -> tuple[bytes, bytes]:
             total += len(text)
             line = []
     text = "".join(lines).encode()
-    b64 = base64.encodebytes(rng.randbytes(768 * KIB))
+    b64 = base64.encodebytes(randbytes(rng, 768 * KIB))
     return text, b64
 
 
@@ -342,14 +344,14 @@ def write_message(path: Path, data: bytes, t: int) -> None:
 def grow_index_log(folder: Path, rng: random.Random, nbytes: int) -> None:
     """Append transaction records to ``dovecot.index.log``, as every Dovecot session does."""
     with open(folder / "dovecot.index.log", "ab") as f:
-        f.write(rng.randbytes(nbytes))
+        f.write(randbytes(rng, nbytes))
 
 
 def _write_caches(folder: Path, rng: random.Random, count: int) -> None:
     # Opaque to us and never synced by maildirsync; only their presence, sizes and churn matter.
-    (folder / "dovecot.index").write_bytes(b"\x07\x03" + rng.randbytes(254 + 40 * count))
-    (folder / "dovecot.index.cache").write_bytes(b"\x01\x02" + rng.randbytes(1000 + 120 * count))
-    (folder / "dovecot.index.log").write_bytes(b"\x01\x03" + rng.randbytes(rng.randint(2, 32) * KIB))
+    (folder / "dovecot.index").write_bytes(b"\x07\x03" + randbytes(rng, 254 + 40 * count))
+    (folder / "dovecot.index.cache").write_bytes(b"\x01\x02" + randbytes(rng, 1000 + 120 * count))
+    (folder / "dovecot.index.log").write_bytes(b"\x01\x03" + randbytes(rng, rng.randint(2, 32) * KIB))
 
 
 # --- generation --------------------------------------------------------------------------------------
@@ -409,7 +411,7 @@ def _generate_user(args: tuple[CorpusSpec, int, str, str]) -> tuple[int, int]:
     uidv = rng.randint(CORPUS_START, CORPUS_END)
     (maildir / "dovecot-uidvalidity").write_text(f"{uidv:08x}\n")
     (maildir / f"dovecot-uidvalidity.{uidv:08x}").write_bytes(b"")
-    (maildir / "dovecot.list.index.log").write_bytes(rng.randbytes(4 * KIB))
+    (maildir / "dovecot.list.index.log").write_bytes(randbytes(rng, 4 * KIB))
     _stamp(maildir, CORPUS_END)
     return count, total
 

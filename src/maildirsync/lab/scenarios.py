@@ -19,6 +19,7 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from maildirsync.compat import randbytes
 from maildirsync.lab.corpus import (
     CORPUS_END,
     KIB,
@@ -195,12 +196,12 @@ class _Mutator:
                 index = folder / "dovecot.index"
                 if rng.random() < 0.5 and index.exists():
                     tmp = folder / "dovecot.index.tmp"
-                    tmp.write_bytes(b"\x07\x03" + rng.randbytes(max(0, index.stat().st_size - 2)))
+                    tmp.write_bytes(b"\x07\x03" + randbytes(rng, max(0, index.stat().st_size - 2)))
                     os.replace(tmp, index)
             lindex = folders[0] / "dovecot.list.index.log"
             if lindex.exists():
                 with open(lindex, "ab") as f:
-                    f.write(rng.randbytes(rng.randint(1, 4) * KIB))
+                    f.write(randbytes(rng, rng.randint(1, 4) * KIB))
 
     def sync_uidlists(self) -> None:
         """Rewrite the uidlist of every touched folder: renamed entries take their new names (matched by

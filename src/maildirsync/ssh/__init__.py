@@ -5,7 +5,11 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
+
+# cryptography warns, on import, that it will drop Python 3.8: NethServer 7's Python. Not the user's business.
+warnings.filterwarnings("ignore", message="Python 3.8 is no longer supported")
 
 from .connection import DEFAULT_KEY, DEFAULT_KNOWN_HOSTS, STATE_DIR, Connection, Target
 from .errors import (

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -25,6 +25,15 @@ class LoopThread:
     def _main(self) -> None:
         asyncio.set_event_loop(self.loop)
         self.loop.run_forever()
+
+    def make(self, factory: Callable[[], T]) -> T:
+        """Build asyncio locks and events on the loop: before Python 3.10 they bind, when made, to the
+        loop current in the making thread, which is not this one."""
+
+        async def build() -> T:
+            return factory()
+
+        return self.run(build())
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         fut = asyncio.run_coroutine_threadsafe(coro, self.loop)
@@ -73,8 +82,7 @@ class Pipe:
         self._items: deque = deque()
         self._bytes = 0
         self._cond = threading.Condition()
-        self._room = asyncio.Event()  # only touched on the loop
-        self._room.set()
+        self._room: asyncio.Event | None = None  # made and touched on the loop only (see LoopThread.make)
         self._abandoned = False
         self._waiting = False  # the producer waits for room: only then is a wake-up worth sending
 
@@ -90,6 +98,8 @@ class Pipe:
                     self._bytes += size
                     self._cond.notify()
                     return
+                if self._room is None:
+                    self._room = asyncio.Event()
                 self._room.clear()
                 self._waiting = True
             await self._room.wait()
@@ -117,8 +127,12 @@ class Pipe:
             if wake:
                 self._waiting = False
         if wake:
-            self._loop.call_soon_threadsafe(self._room.set)
+            self._loop.call_soon_threadsafe(self._wake)
         return item
+
+    def _wake(self) -> None:
+        if self._room is not None:
+            self._room.set()
 
     def abandon(self) -> None:
         with self._cond:
@@ -126,6 +140,6 @@ class Pipe:
             self._items.clear()
             self._bytes = 0
         try:
-            self._loop.call_soon_threadsafe(self._room.set)
+            self._loop.call_soon_threadsafe(self._wake)
         except RuntimeError:
             pass  # loop already closed

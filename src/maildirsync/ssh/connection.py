@@ -211,12 +211,11 @@ class Connection:
         self._gen = 0
         self._failed_at = 0.0
         self._failure: Exception | None = None
-        self._lock = asyncio.Lock()  # bound to self.loop on first use (Python >= 3.10)
-        self._sftp_lock = asyncio.Lock()
         # Old sshd allows 10 sessions per connection; two are kept for the one-file fetches a tar stream
         # may need in the middle of its own (hard links), so that these can never wait for each other.
-        self.channels = asyncio.Semaphore(max(1, max_channels - 2))
-        self.extra_channels = asyncio.Semaphore(2)
+        self._lock, self._sftp_lock, self.channels, self.extra_channels = self.lt.make(
+            lambda: (asyncio.Lock(), asyncio.Lock(), asyncio.Semaphore(max(1, max_channels - 2)), asyncio.Semaphore(2))
+        )
         self.reconnects = 0
 
     # -- sync facade
