@@ -38,8 +38,9 @@ def test_full_sync_makes_destination_equal_to_source(corpus, tmp_path):
     # A symlink in the source is never followed nor recreated.
     os.symlink("/etc/passwd", corpus / "admin" / "Maildir" / "cur" / "evil:2,S")
     r = sync(corpus, dst, state)
-    assert [u.status for u in r.users] == ["failed"] * 1 + ["changed"] * 2  # admin reports the symlink
-    assert "symbolic link" in " ".join(r.users[0].warnings)
+    # admin warns of the symlink, which is not a message: a warning, counted, not a failure (issue 12)
+    assert [u.status for u in r.users] == ["changed"] * 3
+    assert "symbolic link" in " ".join(r.users[0].warnings) and r.users[0].counts()["skipped"] == 1
     os.unlink(corpus / "admin" / "Maildir" / "cur" / "evil:2,S")
     assert snapshot(dst) == snapshot(corpus)
     assert not list(dst.rglob("evil*"))
@@ -284,6 +285,31 @@ def open_tmp():
     d.chmod(0o755)
     yield d
     shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(lambda m: os.symlink("/etc/passwd", m / "cur" / "link.9:2,S"), id="symlink-in-cur"),
+        pytest.param(lambda m: os.mkfifo(m / "new" / "fifo.9"), id="fifo-in-new"),
+        pytest.param(lambda m: os.symlink("/etc", m / ".Linked"), id="symlinked-folder"),
+        pytest.param(lambda m: os.symlink("/etc/shadow", m / "dovecot-keywords"), id="symlinked-control-file"),
+    ],
+)
+def test_entries_that_are_not_messages_are_warnings_not_failures(tmp_path, make):
+    """A Maildir holding one stray link must not fail its user at every run: the exit code could never be 0."""
+    src = mkmaildir(tmp_path / "src")
+    put(src, "cur/ok.1:2,S", b"fine\n")
+    (src / ".dotfile-in-root").write_bytes(b"x")
+    put(src, "cur/.dotfile", b"not a message either\n")
+    make(src)
+    for _ in range(2):  # and on every later run too
+        p = cli("sync", src, tmp_path / "dst", "--state-dir", tmp_path / "state", "--json")
+        assert p.returncode == 0, p.stdout + p.stderr
+        (u,) = json.loads(p.stdout)["users"]
+        assert u["status"] in ("changed", "ok") and u["counts"]["skipped"] == 1, u
+        assert any("skipped" in w for w in u["warnings"]), u
+    assert os.listdir(tmp_path / "dst" / "cur") == ["ok.1:2,S"]
 
 
 def test_unreadable_source_file_is_one_line_and_the_rest_goes_on(open_tmp):

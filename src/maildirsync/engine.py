@@ -61,6 +61,7 @@ class UserResult:
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
     summary: dict[str, int] | None = None  # counts kept when the actions themselves are dropped
+    skipped: int = 0  # source entries that are not messages (links, devices): warned about, not failed
 
     def counts(self) -> dict[str, int]:
         if self.summary is not None:
@@ -68,6 +69,7 @@ class UserResult:
         acts = self.outcome.done if self.outcome is not None else (self.plan.actions if self.plan else [])
         out = {k: sum(1 for a in acts if a.kind in kinds) for k, kinds in COUNTED.items()}
         out["failed"] = len(self.outcome.failed) if self.outcome is not None else 0
+        out["skipped"] = self.skipped
         out["bytes"] = (
             self.outcome.bytes
             if self.outcome is not None
@@ -215,14 +217,14 @@ def _sync_user(job, source, index, opts, stop, progress, scan) -> UserResult:
     ctl_hash = _dst_control_hashes(job.dst_root, dst, states)
     kw = _keyword_translations(source, job, src, dst, states, ctl_hash)
     plan = make_plan(Inputs(src, dst, recs, states, ctl_hash, kw, opts.plan))
-    warnings = list(plan.warnings) + [f"skipped {w}" for w in src.rejected]
+    warnings = list(plan.warnings) + [f"skipped {w}" for w in src.rejected + src.skipped]
     if src.errors:
         warnings += [f"unreadable on the source: {e}" for e in src.errors]
 
     if opts.dry_run:
         changes = plan.changes()
         status = "failed" if (src.errors or src.rejected) else ("pending" if changes else "ok")
-        return UserResult(job.user, status, _problems(src), plan, None, warnings)
+        return UserResult(job.user, status, _problems(src), plan, None, warnings, skipped=len(src.skipped))
 
     if not dst_exists:
         parent = os.path.dirname(job.dst_root)
@@ -257,7 +259,7 @@ def _sync_user(job, source, index, opts, stop, progress, scan) -> UserResult:
         reason = "; ".join(x for x in (_problems(src), f"{len(out.failed)} action(s) failed" if out.failed else "") if x)
     elif out.interrupted:
         status, reason = "failed", "interrupted"
-    res = UserResult(job.user, status, reason, plan, out, warnings)
+    res = UserResult(job.user, status, reason, plan, out, warnings, skipped=len(src.skipped))
     ex.batch.put_user(
         user,
         {"time": time.time(), "status": status, "reason": reason, "counts": res.counts(), "command": opts.command},

@@ -38,7 +38,10 @@ class Mailbox:
     sep: bytes = b":"
     folders: dict[bytes, Folder] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)  # unreadable parts: forbid deletes
-    rejected: list[str] = field(default_factory=list)  # entries skipped, with the reason
+    rejected: list[str] = field(default_factory=list)  # messages that cannot be synced, with the reason
+    # Entries that are not messages (symbolic links, devices, fifos): skipped with a warning, and no
+    # failure: a Maildir holding one stray link must not fail its user at every run (issue 12).
+    skipped: list[str] = field(default_factory=list)
     now_ns: int | None = None
 
 
@@ -62,9 +65,12 @@ def build(raw: RawScan) -> Mailbox:
         parts = e.rel.split(b"/")
         if len(parts) == 1 and e.rel.startswith(b".") and e.kind in (DIR, LINK) and e.rel not in folders:
             # Looks like a folder but cannot be synced as one: say so, its mail would silently be missing.
-            why = "symbolic link, not followed" if e.kind == LINK else maildir.bad_name(e.rel)
-            if why:
-                box.rejected.append(f"{maildir.show(e.rel)}: {why}")
+            if e.kind == LINK:
+                box.skipped.append(f"{maildir.show(e.rel)}: symbolic link, not followed")
+            else:
+                why = maildir.bad_name(e.rel)
+                if why:
+                    box.rejected.append(f"{maildir.show(e.rel)}: {why}")
             continue
         if len(parts) == 1:
             folder, rest = INBOX, parts
@@ -93,7 +99,7 @@ def _top_file(box: Mailbox, f: Folder, folder: bytes, e, name: bytes) -> None:
     if maildir.classify(name) is not FileKind.CONTROL:
         return
     if e.kind != FILE:
-        box.rejected.append(f"{maildir.show(e.rel)}: not a regular file")
+        box.skipped.append(f"{maildir.show(e.rel)}: not a regular file")
         return
     if name == b"subscriptions" and folder != INBOX:
         return
@@ -104,10 +110,11 @@ def _message(box: Mailbox, f: Folder, e, subdir: bytes, name: bytes, sep: bytes)
     if not maildir.is_message_name(name):
         return
     why = maildir.bad_name(name)
-    if why is None and e.kind != FILE:
-        why = "symbolic link, not followed" if e.kind == LINK else "not a regular file"
     if why:
         box.rejected.append(f"{maildir.show(e.rel)}: {why}")
+        return
+    if e.kind != FILE:
+        box.skipped.append(f"{maildir.show(e.rel)}: " + ("symbolic link, not followed" if e.kind == LINK else "not a regular file"))
         return
     parsed = maildir.parse_name(name, sep)
     old = f.msgs.get(parsed.base)

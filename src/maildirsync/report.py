@@ -11,7 +11,7 @@ from .engine import RunResult, UserResult
 from .maildir import folder_display, show
 from .plan import INDEX_ONLY, Action
 
-COLUMNS = ("new", "renamed", "moved", "deleted", "conflicts", "adopted", "failed")
+COLUMNS = ("new", "renamed", "moved", "deleted", "conflicts", "adopted", "skipped", "failed")
 
 
 def describe(a: Action) -> str:
