@@ -35,7 +35,8 @@ def put(root: Path, rel: str | bytes, data: bytes = b"hello\n", mtime: int = T0)
 
 def snapshot(root: Path, with_inodes: bool = False) -> dict[bytes, tuple]:
     """Every file under root that a sync is responsible for: name -> (size, mtime_ns, hash[, inode]).
-    Cache files and tmp/ are left out: they are never copied."""
+    Cache files and tmp/ are left out: they are never copied. A dovecot-uidlist is written afresh, never
+    given an old mtime (Dovecot would take it for unchanged): its mtime counts only with inodes."""
     out = {}
     broot = os.fsencode(root)
     for dirpath, dirnames, filenames in os.walk(broot):
@@ -51,7 +52,8 @@ def snapshot(root: Path, with_inodes: bool = False) -> dict[bytes, tuple]:
             with open(p, "rb") as f:
                 h = xxhash.xxh3_64_hexdigest(f.read())
             rel = os.path.normpath(os.path.join(rel_dir, n))
-            out[rel] = (st.st_size, st.st_mtime_ns, h) + ((st.st_ino,) if with_inodes else ())
+            mtime = st.st_mtime_ns if with_inodes or n != b"dovecot-uidlist" else None
+            out[rel] = (st.st_size, mtime, h) + ((st.st_ino,) if with_inodes else ())
     return out
 
 

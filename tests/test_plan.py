@@ -116,17 +116,24 @@ RULES = [
         [],
     ),
     (
-        "unchanged on the source, deleted on the destination: not resurrected",
+        "unchanged on the source, deleted on the destination: not resurrected, remembered as deleted there",
         {b"": [m(b"cur", B + b":2,S")]},
         {b"": []},
         {b"": {B: rec()}},
-        [],
+        [("record", b"", None)],
     ),
     (
         "renamed on the source, deleted on the destination: not resurrected",
         {b"": [m(b"cur", B + b":2,RS")]},
         {b"": []},
         {b"": {B: rec()}},
+        [("record", b"", None)],
+    ),
+    (
+        "deleted on the destination in an earlier run: nothing more",
+        {b"": [m(b"cur", B + b":2,RS")]},
+        {b"": []},
+        {b"": {B: rec(dst=(b"cur", b""))}},
         [],
     ),
     (
@@ -220,14 +227,23 @@ def test_deletion_ratio_guard(deleted, total, max_delete, guarded):
 
 
 def test_actions_are_ordered_so_nothing_is_lost():
-    """Moves come before deletes, and control files after every message."""
+    """Moves come before deletes; control files after every message, but dovecot-keywords before them all
+    (Dovecot must know a keyword letter when it first sees a message); the UID merge last of all."""
+    from maildirsync.uidplan import plan_uids
+
     src = {b"": [m(b"cur", b"new1:2,S")], b".A": [m(b"cur", B + b":2,S")]}
     src_box = box(src)
-    src_box.folders[b""].controls[b"dovecot-uidlist"] = (10, T)
+    src_box.folders[b""].controls[b"subscriptions"] = (10, T)
+    src_box.folders[b".A"].controls[b"dovecot-keywords"] = (10, T)
     dst = {b"": [m(b"cur", B + b":2,S"), m(b"cur", b"gone:2,S")]}
     recs = {b"": {B: rec(), b"gone": rec((b"cur", b"gone:2,S"), (b"cur", b"gone:2,S"))}}
-    p = make_plan(Inputs(src_box, box(dst), recs, {}, options=Options(max_delete=100)))
-    assert [a.kind for a in p.actions] == ["mkdir", "move", "fetch", "delete", "control"]
+    inp = Inputs(src_box, box(dst), recs, {}, options=Options(max_delete=100))
+    p = make_plan(inp)
+    plan_uids(p, inp, {b".A": (b"3 V1 N2\n1 :" + B + b"\n", None, (20, T))})
+    assert [(a.kind, a.base) for a in p.actions] == [
+        ("mkdir", b""), ("control", b"dovecot-keywords"), ("move", B), ("fetch", b"new1"), ("delete", b"gone"),
+        ("control", b"subscriptions"), ("control", b"dovecot-uidlist"),
+    ]  # fmt: skip
 
 
 CTL = Ctl(10, T, "abc", 10, T)
@@ -236,11 +252,14 @@ CTL = Ctl(10, T, "abc", 10, T)
 @pytest.mark.parametrize(
     "name, state, dst_has, dst_hash, src_stamp, expected",
     [
-        (b"dovecot-uidlist", None, False, None, (10, T), "carry"),  # first sync
-        (b"dovecot-uidlist", CTL, True, "abc", (12, T + 1), "carry"),  # still ours, source changed
-        (b"dovecot-uidlist", CTL, True, "abc", (10, T), None),  # nothing changed
-        (b"dovecot-uidlist", CTL, True, "zzz", (12, T + 1), None),  # destination server owns it now
-        (b"dovecot-uidlist", None, True, "zzz", (10, T), "check"),  # no record: ours only if identical
+        (b"dovecot-keywords", None, False, None, (10, T), "carry"),  # first sync
+        (b"dovecot-keywords", CTL, True, "abc", (12, T + 1), "carry"),  # still ours, source changed
+        (b"dovecot-keywords", CTL, True, "abc", (10, T), None),  # nothing changed
+        (b"dovecot-keywords", CTL, True, "zzz", (12, T + 1), None),  # destination server owns it now
+        (b"dovecot-keywords", None, True, "zzz", (10, T), "check"),  # no record: ours only if identical
+        # Never carried, never left alone: merged (test_uidlist.py), whatever the state
+        (b"dovecot-uidlist", None, False, None, (10, T), None),
+        (b"dovecot-uidlist", CTL, True, "zzz", (12, T + 1), None),
         (b"subscriptions", CTL, True, "zzz", (12, T + 1), "merge"),  # the destination's own: merged
         (b"subscriptions", CTL, True, "zzz", (10, T), None),
     ],

@@ -55,7 +55,7 @@ def assert_equal(world, whole_seconds=False):
     def snap(root):
         out = snapshot(root)
         if whole_seconds:
-            out = {k: (v[0], v[1] // 10**9, v[2]) for k, v in out.items()}
+            out = {k: (v[0], v[1] // 10**9 if v[1] is not None else None, v[2]) for k, v in out.items()}
         return out
 
     for u, s, d in pairs(world):
@@ -172,14 +172,34 @@ def test_status_and_verify(sshd_server, world):  # noqa: F811
     assert run(sshd_server, world).returncode == 0
     st = cli("status", "--state-dir", state, "--json")
     data = json.loads(st.stdout)
-    key = f"{sshd_server.host}_{sshd_server.port}"
+    # One index per source and destination: its name is the source's, with the destination root's hash.
+    (key,) = [k for k in data if k.startswith(f"{sshd_server.host}_{sshd_server.port}-")]
     assert set(data[key]) == set(users) and all(v["status"] == "changed" for v in data[key].values())
-    common = ["-s", sshd_server.host, "-p", sshd_server.port, "--state-dir", state, "--dest-root", dest, "--domain", DOMAIN]
+    text = cli("status", "--state-dir", state).stdout
+    assert f"{sshd_server.host}:{sshd_server.port} (sme8) -> {dest}:" in text, text
+    common = ["-s", sshd_server.host, "-p", sshd_server.port, "--state-dir", state, "--dest-root", dest, "--domain", DOMAIN,
+              "-i", sshd_server.client_key, "--known-hosts", sshd_server.known_hosts,
+              "--users-dir", src / SME8_USERS, "--admin-maildir", src / SME8_ADMIN]  # fmt: skip
     ok = cli("verify", *common)
     assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "UIDs of 3 folder(s) compared with the source's, 0 differ" in ok.stdout, ok.stdout
+
+    # A destination whose Dovecot numbered a message otherwise: named, counted, exit 1.
+    u0 = dest / f"{users[0]}@{DOMAIN}" / "Maildir"
+    ul = u0 / ".Sent" / "dovecot-uidlist" if (u0 / ".Sent" / "dovecot-uidlist").exists() else u0 / "dovecot-uidlist"
+    lines = ul.read_bytes().split(b"\n")
+    first, second = lines[1].split(b" ", 1), lines[2].split(b" ", 1)
+    lines[1], lines[2] = first[0] + b" " + second[1], second[0] + b" " + first[1]  # two UIDs swapped
+    ul.write_bytes(b"\n".join(lines))
+    uids = cli("verify", *common, "--json")
+    assert uids.returncode == 1, uids.stdout + uids.stderr
+    (mine,) = [r for r in json.loads(uids.stdout) if r["user"] == users[0]]
+    assert mine["uid_folders_differing"] == 1 and "2 UID(s) naming another message" in mine["uid_notes"][0], mine
+    assert cli("verify", *common, "--no-source").returncode == 0  # the messages themselves are fine
+
     victim = next((dest / f"{users[0]}@{DOMAIN}" / "Maildir" / "cur").iterdir())
     victim.write_bytes(victim.read_bytes() + b"x")
-    bad = cli("verify", *common)
+    bad = cli("verify", *common, "--no-source")
     assert bad.returncode == 1 and victim.name in bad.stdout
 
 

@@ -98,11 +98,11 @@ class Seeding:
         return "maildirsync -s HOST"
 
 
-def index_key(tree: Path, source_host: str | None, port: int) -> str:
-    """The index ``maildirsync -s HOST -p PORT`` keeps, or one of this backup alone."""
+def index_key(tree: Path, source_host: str | None, port: int, dest: Path) -> str:
+    """The index ``maildirsync -s HOST -p PORT --dest-root DEST`` keeps, or one of this backup alone."""
     if source_host:
-        return f"{source_host}_{port}"
-    return "local-" + xxhash.xxh64_hexdigest(os.fsencode(tree))
+        return engine.index_key(f"{source_host}_{port}", dest)
+    return "local-" + xxhash.xxh64_hexdigest(os.fsencode(tree) + b"\0" + os.fsencode(dest))
 
 
 def prepare(
@@ -142,7 +142,7 @@ def prepare(
             "cannot tell the mail domain: this host has no DNS domain (hostname -d is empty)",
             f"pass --domain (the backup's DomainName is {backup_domain})" if backup_domain else "pass --domain",
         )
-    key = index_key(root, source_host, port)
+    key = index_key(root, source_host, port, dest)
     s = Seeding(root, dest, domain, source_host, port, engine.state_dir_for(Path(state_base), key), key)
     if backup_domain and backup_domain != domain:
         s.notes.append(

@@ -7,6 +7,7 @@ Exit codes (README.md, "Exit codes"): 0 done or nothing to do; 1 a user failed; 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
@@ -49,13 +50,16 @@ def parse_owner(spec: Optional[str]) -> tuple[int, int] | None:
     return uid, gid
 
 
-def run_options(dry_run: bool, no_delete: bool, max_delete: float, owner: Optional[str], jobs: int, verbose: int):
+def run_options(dry_run: bool, no_delete: bool, max_delete: float, owner: Optional[str], jobs: int, verbose: int,
+                forget=(), pair=None):
     return engine.RunOptions(
         dry_run=dry_run,
         plan=engine.Options(delete=not no_delete, max_delete=max_delete),
         owner=parse_owner(owner),
         jobs=jobs,
         keep_actions=verbose > 0,  # without -v only counts are reported: memory stays bounded
+        forget=frozenset(forget),
+        pair=pair,
     )
 
 
@@ -125,7 +129,14 @@ Verbose = typer.Option(0, "-v", "--verbose", count=True, help="List every action
 AsJson = typer.Option(False, "--json", help="Machine-readable report on stdout (with -v: every action).")
 NoDelete = typer.Option(False, "--no-delete", help="Never delete on the destination.")
 MaxDelete = typer.Option(
-    50.0, "--max-delete", min=0, max=100, help="Refuse to delete more than this percent of a folder's synced messages."
+    50.0, "--max-delete", min=0, max=100,
+    help="Refuse to delete more than this percent of a folder's synced messages; and refuse a user of whom "
+    "more than this percent of what was placed is gone from the destination.",
+)
+ForgetOpt = typer.Option(
+    [], "--forget", metavar="USER",
+    help="Set aside the index's records of USER (repeatable): what the destination holds is adopted, what it "
+    "lacks is fetched again. For a destination that lost mail maildirsync had placed.",
 )
 StateOpt = typer.Option(
     None, "--state-dir", help=f"Where the index lives (default {DEFAULT_STATE}).", envvar="MAILDIRSYNC_STATE_DIR"
@@ -159,6 +170,7 @@ def root(
     vmail_dir: str = typer.Option("/var/lib/nethserver/vmail", "--vmail-dir", help="ns6: mailboxes on the source."),
     verbose: int = Verbose,
     as_json: bool = AsJson,
+    forget: List[str] = ForgetOpt,
 ) -> None:
     """maildirsync -s IPADDR [-p PORT] [-n] [-t sme8|ns6]: re-synchronise every mailbox from the source."""
     if ctx.invoked_subcommand is not None:
@@ -173,7 +185,8 @@ def root(
             raise UsageError(f"--transport {transport}: choose auto or sftp")
         state_base = state_dir or DEFAULT_STATE
         layout = remote.Layout(type_, users_dir, admin_maildir, vmail_dir)
-        opts = run_options(dry_run, no_delete, max_delete, owner, jobs, verbose)
+        opts = run_options(dry_run, no_delete, max_delete, owner, jobs, verbose, forget,
+                           (f"{source_host}:{port} ({type_})", str(dest_root.absolute())))  # fmt: skip
         from . import ssh
 
         source = ssh.open_source(
@@ -188,7 +201,7 @@ def root(
         )
         try:
             mapping = remote.map_users(source, layout, dest_root, domain or remote.host_domain(), user)
-            state = engine.state_dir_for(state_base, f"{source_host}_{port}")
+            state = engine.state_dir_for(state_base, engine.index_key(f"{source_host}_{port}", dest_root))
             code = execute(
                 mapping.jobs, source, state, opts, as_json, verbose, f"maildirsync -s {source_host}", mapping.notes
             )
@@ -215,11 +228,13 @@ def sync_cmd(
     jobs: int = JobsOpt,
     user: List[str] = typer.Option([], "-u", "--user", help="Only this user (repeatable)."),
     create: bool = typer.Option(False, "--create", help="Create destination mailboxes that do not exist yet."),
+    forget: List[str] = ForgetOpt,
 ) -> None:
     """Sync between two local trees (a mounted disk, an exploded backup)."""
     try:
         jobs_list, key, notes = local.jobs(source, dest, user, create)
-        opts = run_options(dry_run, no_delete, max_delete, owner, jobs, verbose)
+        opts = run_options(dry_run, no_delete, max_delete, owner, jobs, verbose, forget,
+                           (str(source.absolute()), str(dest.absolute())))  # fmt: skip
         state = engine.state_dir_for(state_dir or DEFAULT_STATE, key)
         code = execute(jobs_list, local.LocalSource(), state, opts, as_json, verbose, "maildirsync sync", notes)
     except MaildirsyncError as e:
@@ -252,12 +267,14 @@ def setup_cmd(
 
 
 def _state_dirs(base: Path, source_host: Optional[str], port: int) -> list[Path]:
-    if source_host is not None:
-        return [engine.state_dir_for(base, f"{source_host}_{port}").path]
     try:
-        return sorted(p for p in base.iterdir() if (p / "index").is_dir())
+        found = sorted(p for p in base.iterdir() if (p / "index").is_dir())
     except OSError:
         return []
+    if source_host is None:
+        return found
+    key = engine.state_dir_for(base, f"{source_host}_{port}").path.name  # one index per destination root
+    return [p for p in found if p.name == key or p.name.startswith(key + "-")]
 
 
 @app.command("status")
@@ -271,11 +288,15 @@ def status_cmd(
     from .index import StateDir
 
     base = state_dir or DEFAULT_STATE
-    out = {}
+    out: dict = {}
+    pairs: dict = {}  # index -> "source -> destination", as the syncs named them
     for d in _state_dirs(base, source_host, port):
         idx, note = StateDir(d).open_index(readonly=True)
         try:
             out[d.name] = {u.decode("utf-8", "surrogateescape"): st for u, st in idx.all_status().items()}
+            pair = [idx.meta(k) for k in (b"source", b"destination")]
+            if all(pair):
+                pairs[d.name] = " -> ".join(x.decode("utf-8", "replace") for x in pair)
         finally:
             idx.close()
         if note:
@@ -287,7 +308,7 @@ def status_cmd(
         print(f"no sync recorded under {base}" + (f" for {source_host}:{port}" if source_host else ""))
         raise typer.Exit(0)
     for src, users in out.items():
-        print(f"source {src}:")
+        print(f"{pairs[src]}:" if src in pairs else f"source {src}:")
         for user, st in sorted(users.items()):
             c = st.get("counts", {})
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(st["time"])) if "time" in st else "-"
@@ -301,30 +322,56 @@ def status_cmd(
 @app.command("verify")
 def verify_cmd(
     source_host: str = typer.Option(..., "-s", "--source", metavar="IPADDR", help="The source whose index to check."),
-    port: int = typer.Option(22, "-p", "--port"),
-    dest_root: Path = typer.Option(Path("/var/lib/nethserver/vmail"), "--dest-root"),
-    domain: Optional[str] = typer.Option(None, "--domain"),
+    port: int = typer.Option(22, "-p", "--port", help="SSH port on the source host."),
+    dest_root: Path = typer.Option(Path("/var/lib/nethserver/vmail"), "--dest-root", help="Destination mailboxes."),
+    domain: Optional[str] = typer.Option(None, "--domain", help="Mail domain (default: the host's domain)."),
     user: List[str] = typer.Option([], "-u", "--user", help="Only this user (repeatable)."),
     state_dir: Optional[Path] = StateOpt,
     as_json: bool = AsJson,
+    type_: str = typer.Option("sme8", "-t", "--type", metavar="sme8|ns6", help="Source layout."),
+    login: str = typer.Option("root", "-l", "--login", help="SSH login on the source."),
+    identity: Optional[Path] = typer.Option(None, "-i", "--identity", help="SSH private key (default STATE/id_rsa)."),
+    known_hosts: Optional[Path] = typer.Option(None, "--known-hosts", help="Host keys (default STATE/known_hosts)."),
+    users_dir: str = typer.Option("/home/e-smith/files/users", "--users-dir", help="sme8: users' homes on the source."),
+    admin_maildir: str = typer.Option("/home/e-smith/Maildir", "--admin-maildir", help="sme8: admin's Maildir."),
+    vmail_dir: str = typer.Option("/var/lib/nethserver/vmail", "--vmail-dir", help="ns6: mailboxes on the source."),
+    no_source: bool = typer.Option(False, "--no-source", help="Do not connect: check the destination against the index only."),
 ) -> None:
-    """Re-hash destination messages against the index and report any difference."""
+    """Re-hash destination messages against the index, and compare each folder's UIDs with the source's
+    (exit 1 on a difference)."""
     from . import verify
 
+    base = state_dir or DEFAULT_STATE
     try:
-        state = engine.state_dir_for(state_dir or DEFAULT_STATE, f"{source_host}_{port}")
+        state = engine.state_dir_for(base, engine.index_key(f"{source_host}_{port}", dest_root))
         dest, _notes = remote.destination_mailboxes(dest_root, domain or remote.host_domain())
-        results = verify.run(state, dest, user)
+        if no_source:
+            results = verify.run(state, dest, user)
+        else:
+            from . import ssh
+
+            if type_ not in ("sme8", "ns6"):
+                raise UsageError(f"-t {type_}: the source type is sme8 or ns6")
+            source = ssh.open_source(source_host, port, login, identity or base / "id_rsa",
+                                     known_hosts or base / "known_hosts", False, "auto")  # fmt: skip
+            try:
+                layout = remote.Layout(type_, users_dir, admin_maildir, vmail_dir)
+                sources = {u: os.fsencode(layout.source_path(u)) for u in dest}
+                results = verify.run(state, dest, user, source, sources)
+            finally:
+                source.close()
     except MaildirsyncError as e:
         fail(e, as_json)
+    except SourceError as e:
+        fail(MaildirsyncError(str(e), getattr(e, "exit_code", 1)), as_json)
     if as_json:
         print(json.dumps([r.as_dict() for r in results], indent=1))
     else:
         for r in results:
             print(r.line())
-            for problem in r.problems[:50]:
+            for problem in r.problems[:50] + r.uid_notes[:50]:
                 print(f"  {problem}")
-    raise typer.Exit(1 if any(r.corrupt for r in results) else 0)
+    raise typer.Exit(1 if any(r.failed for r in results) else 0)
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -19,11 +20,14 @@ from .compat import SLOTS
 from . import keywords, listing, maildir
 from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_PENDING, IndexError_, disk_full_reason
 from .executor import Executor, Outcome, clean_tmp
-from .index import FolderState, Index, StateDir
+from .index import Ctl, FolderState, Index, StateDir
 from .plan import (
     ADOPT, CONFLICT, CONTROL, COPY, DELETE, FETCH, MOVE, REFETCH, RENAME, Inputs, Options, Plan, make_plan,
+    same_mtime,
 )  # fmt: skip
-from .transport import LocalSource, RawScan, Source, SourceError, local_listdir, named_entries
+from .transport import FILE, LocalSource, RawScan, Source, SourceError, local_listdir, named_entries
+from .uidlist import NAME as UIDLIST
+from .uidplan import plan_uids
 
 # A directory stamp is trusted only if the directory had not changed for this long when we listed it:
 # a change within the same clock tick as the listing would otherwise leave the mtime as we saw it.
@@ -62,6 +66,7 @@ class UserResult:
     seconds: float = 0.0
     summary: dict[str, int] | None = None  # counts kept when the actions themselves are dropped
     skipped: int = 0  # source entries that are not messages (links, devices): warned about, not failed
+    renumbered: int = 0  # messages placed under another UID than the source's (after the switch)
 
     def counts(self) -> dict[str, int]:
         if self.summary is not None:
@@ -70,6 +75,7 @@ class UserResult:
         out = {k: sum(1 for a in acts if a.kind in kinds) for k, kinds in COUNTED.items()}
         out["failed"] = len(self.outcome.failed) if self.outcome is not None else 0
         out["skipped"] = self.skipped
+        out["renumbered"] = self.renumbered
         out["bytes"] = (
             self.outcome.bytes
             if self.outcome is not None
@@ -109,6 +115,8 @@ class RunOptions:
     # Keep every user's actions for the report (-v, tests). Off, a run over a million messages keeps
     # only counts and failures, and memory stays bounded by the largest mailbox, not by the whole run.
     keep_actions: bool = True
+    forget: frozenset = frozenset()  # users whose records to set aside: their destination lost what we placed
+    pair: tuple | None = None  # (source, destination) as a person names them, kept in the index for `status`
 
 
 def default_owner() -> tuple[int, int] | None:
@@ -141,8 +149,13 @@ def run(
         index, note = state.open_index(readonly=opts.dry_run)
         result = RunResult([], opts.dry_run, notes=[note] if note else [])
         try:
+            if opts.pair is not None and not opts.dry_run:
+                b = index.batch()
+                b.put_meta(b"source", opts.pair[0].encode("utf-8", "surrogateescape"))
+                b.put_meta(b"destination", opts.pair[1].encode("utf-8", "surrogateescape"))
+                b.commit()
 
-            scans = _Prefetch(jobs, source, index)
+            scans = _Prefetch(jobs, source, index, opts)
 
             def one(job: UserJob) -> UserResult:
                 if stop.is_set():
@@ -188,10 +201,11 @@ def sync_user(
 
 def _sync_user(job, source, index, opts, stop, progress, scan) -> UserResult:
     user = job.user.encode()
+    aside, dest_id = destination_identity(job, index, opts)
     try:
         if not source.exists(job.src_root):
             return UserResult(job.user, "failed", f"source Maildir {maildir.show(job.src_root)} not found")
-        states = index.user_folders(user)
+        states = {} if aside else index.user_folders(user)
         src_raw = scan(job, _known(states))
         src = listing.build(src_raw)
     except SourceError as e:
@@ -211,20 +225,33 @@ def _sync_user(job, source, index, opts, stop, progress, scan) -> UserResult:
         return UserResult(job.user, "failed", f"cannot read the destination: {e}")
     # A quiet folder (cur/ and new/ unchanged on both sides since the last run) has no message to act
     # on: its records are not even read. Every other folder is planned in full.
-    recs = {f: r for f in set(states) | set(src.folders) if f not in quiet and (r := index.folder_records(user, f))}
+    recs = {} if aside else {
+        f: r for f in set(states) | set(src.folders) if f not in quiet and (r := index.folder_records(user, f))
+    }
     _fill_unchanged(src, recs)
+    vanished = _vanished(recs, dst, opts.plan.max_delete)
+    if vanished:
+        return UserResult(job.user, "failed", vanished.format(user=job.user))
 
     ctl_hash = _dst_control_hashes(job.dst_root, dst, states)
     kw = _keyword_translations(source, job, src, dst, states, ctl_hash)
-    plan = make_plan(Inputs(src, dst, recs, states, ctl_hash, kw, opts.plan))
-    warnings = list(plan.warnings) + [f"skipped {w}" for w in src.rejected + src.skipped]
+    inputs = Inputs(src, dst, recs, states, ctl_hash, kw, opts.plan)
+    plan = make_plan(inputs)
+    try:
+        plan_uids(plan, inputs, _uid_lists(source, job, src, quiet))
+    except SourceError as e:
+        return UserResult(job.user, "failed", f"cannot read the source: {e}")
+    warnings = ([aside] if aside else []) + list(plan.warnings) + [f"skipped {w}" for w in src.rejected + src.skipped]
     if src.errors:
         warnings += [f"unreadable on the source: {e}" for e in src.errors]
 
     if opts.dry_run:
         changes = plan.changes()
         status = "failed" if (src.errors or src.rejected) else ("pending" if changes else "ok")
-        return UserResult(job.user, status, _problems(src), plan, None, warnings, skipped=len(src.skipped))
+        renumbered = {f: c.merged.renumbered for f, c in plan.uids.items() if c.merged is not None}
+        warnings += _renumber_notes(renumbered, "would get")
+        return UserResult(job.user, status, _problems(src), plan, None, warnings, skipped=len(src.skipped),
+                          renumbered=sum(renumbered.values()))  # fmt: skip
 
     if not dst_exists:
         parent = os.path.dirname(job.dst_root)
@@ -237,18 +264,22 @@ def _sync_user(job, source, index, opts, stop, progress, scan) -> UserResult:
             why = disk_full_reason(e) or f"cannot create {maildir.show(os.fsencode(parent))}: {e.strerror}"
             return UserResult(job.user, "failed", why, plan, None, warnings)
     clean_tmp(job.dst_root, dst.folders)
+    batch = index.batch()
+    if aside:
+        batch.forget_user(user)  # first of all: the records describe another tree
     ex = Executor(
         user,
         source,
         job.src_root,
         job.dst_root,
-        index.batch(),
+        batch,
         owner=opts.owner,
         keywords=kw,
         stop=stop,
         progress=(lambda n, b: progress(job.user, n, b)) if progress else None,
     )
     out = ex.run(plan)
+    _write_identity(job.dst_root, dest_id, opts.owner)
     _record_folders(ex.batch, user, src, states, plan, out, opts.stamp_dirs, job.dst_root)
     status = "changed" if any(a.writes for a in out.done) else "ok"
     reason = ""
@@ -259,16 +290,102 @@ def _sync_user(job, source, index, opts, stop, progress, scan) -> UserResult:
         reason = "; ".join(x for x in (_problems(src), f"{len(out.failed)} action(s) failed" if out.failed else "") if x)
     elif out.interrupted:
         status, reason = "failed", "interrupted"
-    res = UserResult(job.user, status, reason, plan, out, warnings, skipped=len(src.skipped))
+    warnings += _renumber_notes(out.renumbered, "got")
+    res = UserResult(job.user, status, reason, plan, out, warnings, skipped=len(src.skipped),
+                     renumbered=sum(out.renumbered.values()))  # fmt: skip
     ex.batch.put_user(
         user,
-        {"time": time.time(), "status": status, "reason": reason, "counts": res.counts(), "command": opts.command},
+        {"time": time.time(), "status": status, "reason": reason, "counts": res.counts(), "command": opts.command,
+         "dest_id": dest_id, "destination": os.fsdecode(job.dst_root)},
     )
     try:
         ex.batch.commit()
     except IndexError_ as e:
         res.status, res.reason = "failed", str(e)
     return res
+
+
+# --- which destination the index describes -------------------------------------------------------------
+
+IDENTITY = b"maildirsync-id"  # in the destination Maildir: which tree this is (never copied, see maildir.py)
+# Vanished: a folder (or a user) in which more than --max-delete percent of what we placed is gone from the
+# destination, and at least this many messages, is not a user deleting mail but a destination that lost it.
+VANISHED_MIN = 10
+
+
+def _read_identity(root: bytes) -> str | None:
+    try:
+        with open(root + b"/" + IDENTITY, "rb") as f:
+            text = f.read(200).decode("ascii", "replace").strip()
+    except OSError:
+        return None
+    return text or None
+
+
+def destination_identity(job: UserJob, index: Index, opts: RunOptions) -> tuple[str | None, str]:
+    """Is the destination mailbox the tree the index's records describe? Returns why they must be set
+    aside (None if they hold) and the mailbox's identity. Each Maildir maildirsync writes into carries a
+    random identity; the index remembers it per user. A mailbox without it, or with another, was made
+    since (a second destination, a changed --dest-root, a recreated mailbox, a reinstalled host): the
+    records would make every message it lacks look deleted there, and nothing would ever be fetched."""
+    prev = index.user_status(job.user.encode()) or {}
+    known = prev.get("dest_id")
+    mine = _read_identity(job.dst_root)
+    ident = mine or known or uuid.uuid4().hex
+    where = maildir.show(job.dst_root)
+    if job.user in opts.forget:
+        return f"--forget {job.user}: the index's records of {where} are set aside", mine or uuid.uuid4().hex
+    if known is not None and mine != known:
+        why = "it has no " + IDENTITY.decode() if mine is None else "it carries another " + IDENTITY.decode()
+        return (
+            f"the destination mailbox {where} is not the one the index knows ({why}: another destination, or "
+            "recreated since); its records are set aside: what it holds is adopted, the rest fetched",
+            mine or uuid.uuid4().hex,
+        )
+    return None, ident
+
+
+def _write_identity(root: bytes, ident: str, owner) -> None:
+    path = root + b"/" + IDENTITY
+    if _read_identity(root) == ident or not os.path.isdir(root):
+        return
+    tmp = path + b".maildirsync-new"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        try:
+            os.write(fd, ident.encode() + b"\n")
+            os.fsync(fd)
+            if owner is not None:
+                os.fchown(fd, *owner)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # the next run writes it; meanwhile the records simply hold, as for an older index
+
+
+def _vanished(recs, dst: listing.Mailbox, max_delete: float) -> str | None:
+    """Most of what the index says we placed is gone from the destination (the opposite of --max-delete):
+    not a user who deleted their mail. Refuse, with what to do, rather than take it all for deletions."""
+    total = gone = 0
+    worst = []
+    for folder, frecs in recs.items():
+        df = dst.folders.get(folder)
+        have = df.msgs if df is not None else {}
+        placed = [r for r in frecs.values() if r.dst_name]  # an empty name: deleted there, known since
+        n = sum(1 for r in placed if maildir.parse_name(r.dst_name, dst.sep).base not in have)
+        total, gone = total + len(placed), gone + n
+        if n >= VANISHED_MIN and n * 100 > max_delete * len(placed):
+            worst.append(f"{maildir.folder_display(folder)} ({n} of {len(placed)})")
+    if not worst and not (gone >= VANISHED_MIN and gone * 100 > max_delete * total):
+        return None
+    where = ", ".join(worst[:5]) + (", ..." if len(worst) > 5 else "") if worst else f"{gone} of {total} in all"
+    return (
+        f"most of what maildirsync placed is gone from the destination: {where}, more than {max_delete:g}%. "
+        "Not a user deleting mail: a wiped, restored or other destination? Nothing was done for {user}. If the "
+        "destination lost that mail, run again with --forget {user} to fetch it again; if it was deleted there "
+        "on purpose, run again with --max-delete 100"
+    )
 
 
 def _known(states: dict[bytes, FolderState]) -> dict[bytes, int]:
@@ -283,12 +400,17 @@ class _Prefetch:
 
     CHUNK = 32
 
-    def __init__(self, jobs: Sequence[UserJob], source: Source, index: Index):
+    def __init__(self, jobs: Sequence[UserJob], source: Source, index: Index, opts: RunOptions):
         self.many = getattr(source, "scan_many", None)
-        self.source, self.index = source, index
+        self.source, self.index, self.opts = source, index, opts
         self.pending = list(jobs)
         self.cache: dict[bytes, RawScan | SourceError] = {}
         self.lock = threading.Lock()
+
+    def known(self, job: UserJob) -> dict[bytes, int]:
+        if destination_identity(job, self.index, self.opts)[0]:
+            return {}  # its records are set aside: list everything
+        return _known(self.index.user_folders(job.user.encode()))
 
     def get(self, job: UserJob, known: dict[bytes, int]) -> RawScan:
         if self.many is None:
@@ -301,13 +423,22 @@ class _Prefetch:
                 else:
                     chunk = self.pending[i : i + self.CHUNK]
                     del self.pending[i : i + len(chunk)]
-                reqs = [(j.src_root, known if j is job else _known(self.index.user_folders(j.user.encode()))) for j in chunk]
+                reqs = [(j.src_root, known if j is job else self.known(j)) for j in chunk]
                 for j, res in zip(chunk, self.many(reqs)):
                     self.cache[j.src_root] = res
             res = self.cache.pop(job.src_root)
         if isinstance(res, SourceError):
             raise res
         return res
+
+
+def _renumber_notes(counts: dict, verb: str) -> list:
+    return [
+        f"{maildir.folder_display(f)}: {n} message(s) {verb} a new UID on the destination (it holds mail of "
+        "its own, and the source's UID was taken there): mail clients download them again"
+        for f, n in sorted(counts.items())
+        if n
+    ]
 
 
 def _problems(src: listing.Mailbox) -> str:
@@ -390,13 +521,16 @@ def _list_destination(root: bytes, src: listing.Mailbox, states: dict[bytes, Fol
         f: states[f].dst_mtimes
         for f, sf in src.folders.items()
         if f in states and {b"cur", b"new"} <= sf.unchanged and set(states[f].dst_mtimes) == {b"cur", b"new"}
+        and _uidlist_as_left(states[f], sf.controls.get(UIDLIST), source_side=True)
     }
     known = {maildir.in_folder(f, sub): m for f, subs in candidates.items() for sub, m in subs.items()}
     raw = LocalSource().scan(root, known)
+    files = {e.rel: (e.size, e.mtime_ns) for e in raw.entries if e.kind == FILE}
     quiet = set()
     for f in candidates:
         skipped = {sub for sub in (b"cur", b"new") if maildir.in_folder(f, sub) in raw.unchanged}
-        if skipped == {b"cur", b"new"}:
+        # Dovecot on the destination may have rewritten the folder's UID list since: not quiet then.
+        if skipped == {b"cur", b"new"} and _uidlist_as_left(states[f], files.get(maildir.in_folder(f, UIDLIST)), False):
             quiet.add(f)
             continue
         for sub in skipped:  # only one side moved: list the other after all, the folder gets planned
@@ -404,6 +538,44 @@ def _list_destination(root: bytes, src: listing.Mailbox, states: dict[bytes, Fol
             raw.unchanged.discard(rel)
             raw.entries.extend(named_entries(rel, local_listdir(root + b"/" + rel), raw.rejected))
     return listing.build(raw), quiet
+
+
+ABSENT = -2  # a Ctl size meaning "there was no such file"
+
+
+def _uidlist_as_left(st: FolderState, now, source_side: bool) -> bool:
+    """Is the folder's dovecot-uidlist, on one side, as the last run left it? ``now``: (size, mtime) or None."""
+    ctl = st.controls.get(UIDLIST)
+    if ctl is None:
+        return now is None
+    size, mtime = (ctl.src_size, ctl.src_mtime_ns) if source_side else (ctl.dst_size, ctl.dst_mtime_ns)
+    if now is None:
+        return size == ABSENT
+    return now[0] == size and (same_mtime(now[1], mtime) if source_side else now[1] == mtime)
+
+
+def _uid_lists(source: Source, job: UserJob, src: listing.Mailbox, quiet: set):
+    """Both sides' dovecot-uidlist of every folder that is not quiet: folder -> (source bytes, destination
+    bytes, source (size, mtime))."""
+    out = {}
+    for folder, sf in src.folders.items():
+        if folder in quiet:
+            continue
+        stamp = sf.controls.get(UIDLIST)
+        data = source.read(job.src_root, maildir.in_folder(folder, UIDLIST)) if stamp is not None else None
+        if data is not None and len(data) != stamp[0]:
+            stamp = (-1, stamp[1])  # rewritten since the listing: read it again next run
+        try:
+            with open(maildir.folder_dir(job.dst_root, folder) + b"/" + UIDLIST, "rb") as f:
+                mine = f.read()
+        except (FileNotFoundError, NotADirectoryError):
+            mine = None
+        except OSError:
+            mine = None
+        if data is None and mine is None:
+            continue
+        out[folder] = (data, mine, stamp if stamp is not None else (ABSENT, 0))
+    return out
 
 
 def _dst_stamps(root: bytes, folder: bytes) -> dict[bytes, int]:
@@ -428,10 +600,12 @@ def _record_folders(
     done_kinds_incomplete = out.fatal is not None or out.interrupted
     for folder, f in src.folders.items():
         st = states.get(folder) or FolderState()
-        new = FolderState(dict(), dict(st.controls))
+        new = FolderState(dict(), dict(st.controls), uids_own=st.uids_own, uidvalidity=st.uidvalidity)
         for (cf, name), ctl in out.controls.items():
             if cf == folder and ctl is not None:
                 new.controls[name] = ctl
+        _record_uids(new, plan.uids.get(folder), src, dst_root, folder,
+                     ok=folder not in failed_folders and not done_kinds_incomplete)  # fmt: skip
         trusted = (
             stamp_dirs
             and not done_kinds_incomplete
@@ -447,6 +621,41 @@ def _record_folders(
             new.dst_mtimes = _dst_stamps(dst_root, folder)
         if new != st or folder not in states:
             batch.put_folder(user, folder, new)
+
+
+def _record_uids(new: FolderState, ctx, src: listing.Mailbox, dst_root: bytes, folder: bytes, ok: bool) -> None:
+    """What the folder's UID merge leaves for the next run: whether the destination numbers the folder
+    itself (sticky), the UIDVALIDITY that is ours, and both files' stamps (unchanged: nothing to merge)."""
+    if ctx is None or ctx.merged is None:
+        return
+    m = ctx.merged
+    new.uids_own = new.uids_own or m.own
+    if m.uidvalidity is not None:
+        new.uidvalidity = m.uidvalidity
+    if not ok:
+        new.controls.pop(UIDLIST, None)  # merge again next run
+        return
+    size, mtime = ctx.src_stamp
+    if size != ABSENT and (src.now_ns is None or mtime > src.now_ns - STAMP_MARGIN_NS):
+        size = -1  # changed too recently to trust the stamp (whole-second mtimes on old sources)
+    try:
+        st = os.stat(maildir.folder_dir(dst_root, folder) + b"/" + UIDLIST)
+        dsize, dmtime = st.st_size, st.st_mtime_ns
+    except OSError:
+        dsize, dmtime = ABSENT, 0
+    new.controls[UIDLIST] = Ctl(size, mtime, "", dsize, dmtime)
+
+
+DEFAULT_DEST = Path("/var/lib/nethserver/vmail")
+
+
+def index_key(source: str, dest_root: Path) -> str:
+    """An index belongs to one source and one destination: another destination gets another index
+    (the one of NethServer's own mailbox root keeps the plain ``HOST_PORT`` name)."""
+    dest = os.path.abspath(dest_root)
+    if dest == str(DEFAULT_DEST):
+        return source
+    return f"{source}-{xxhash.xxh64_hexdigest(os.fsencode(dest))[:12]}"
 
 
 def state_dir_for(base: Path, key: str) -> StateDir:

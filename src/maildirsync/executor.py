@@ -25,14 +25,18 @@ from dataclasses import dataclass, field
 import xxhash
 
 from .compat import SLOTS
-from . import maildir
+from . import maildir, uidlist
+from .dotlock import FolderLock, LockTimeout
 from .errors import IndexError_
 from .index import Batch, Ctl, Rec
 from .keywords import Translation, render
 from .plan import (
-    CONFLICT, FETCH, REFETCH, Action, Plan,
+    ADOPT, CONFLICT, COPY, DELETE, FETCH, MOVE, REFETCH, RENAME, Action, Plan,
 )  # fmt: skip
 from .transport import CHUNK, Source, SourceError
+from .uidlist import UidlistError
+
+MESSAGE_KINDS = frozenset({FETCH, REFETCH, CONFLICT, COPY, MOVE, RENAME, ADOPT, DELETE})  # what progress counts
 
 TMP_PREFIX = b"maildirsync."
 NEW_SUFFIX = b".maildirsync-new"  # a control file being replaced, beside its final name
@@ -58,6 +62,7 @@ class Outcome:
     fatal: str | None = None  # why the user's run stopped early (disk full, connection lost)
     interrupted: bool = False
     controls: dict[tuple[bytes, bytes], Ctl | None] = field(default_factory=dict)
+    renumbered: dict[bytes, int] = field(default_factory=dict)  # folder -> messages given another UID
 
 
 def rel(folder: bytes, subdir: bytes, name: bytes) -> bytes:
@@ -105,6 +110,8 @@ class Executor:
         self._fallback: list[Action] = []
         self._staged: list[tuple[Action, bytes, bytes]] = []
         self._staged_bytes = 0
+        self.uids: dict = {}  # folder -> uidplan.UidsCtx, from the plan
+        self.sep = b":"
 
     # --- paths -----------------------------------------------------------------------------------------
     def folder_path(self, folder: bytes) -> bytes:
@@ -152,17 +159,31 @@ class Executor:
 
     # --- the run ---------------------------------------------------------------------------------------
     def run(self, plan: Plan) -> Outcome:
+        self.uids, self.sep = plan.uids, plan.sep
         fetches: list[Action] = []
+        acts = plan.actions
         try:
-            for a in plan.actions:
+            i = 0
+            while i < len(acts):
+                a = acts[i]
                 if a.kind in (FETCH, REFETCH, CONFLICT):
                     fetches.append(a)
+                    i += 1
                     continue
                 if fetches:
                     # Everything after the fetches in plan order (deletes, control files) waits for them.
                     self.fetch_all(fetches)
                     fetches = []
+                if a.kind in (MOVE, COPY):
+                    # Messages arriving in one folder land together, under its lock, with one UID merge.
+                    j = i
+                    while j < len(acts) and acts[j].kind == a.kind and acts[j].folder == a.folder:
+                        j += 1
+                    self.place_group(a.folder, acts[i:j])
+                    i = j
+                    continue
                 self.one(a)
+                i += 1
             self.fetch_all(fetches + self._fallback)
         except Stopped:
             self.out.interrupted = True
@@ -180,6 +201,21 @@ class Executor:
                 self.out.fatal = self.out.fatal or str(e)
         return self.out
 
+    def place_group(self, folder: bytes, group: list[Action]) -> None:
+        try:
+            with self.locked(folder):
+                for a in group:
+                    self.one(a)
+                self.merge_uids(folder)
+        except LockTimeout as e:
+            self.out.failed.extend((a, str(e)) for a in group if a not in self.out.done)
+
+    def locked(self, folder: bytes):
+        """Dovecot's lock of the folder, where this run merges its UID list (else nothing to guard)."""
+        if folder not in self.uids:
+            return _Unlocked()
+        return FolderLock(self.folder_path(folder), self.owner)
+
     def one(self, a: Action) -> None:
         if self.stop.is_set():
             raise Stopped
@@ -196,7 +232,7 @@ class Executor:
     def finished(self, a: Action, nbytes: int = 0) -> None:
         self.out.done.append(a)
         self.out.bytes += nbytes
-        self.progress(1, nbytes)
+        self.progress(1 if a.kind in MESSAGE_KINDS else 0, nbytes)
         self.commit()
 
     def commit(self, force: bool = False) -> None:
@@ -257,6 +293,10 @@ class Executor:
         self.record(a, a.rec.hash, a.rec.size, a.rec.mtime_ns)
 
     def do_record(self, a: Action) -> None:
+        if a.note == "gone":
+            r = a.rec
+            self.batch.put(self.user, a.folder, a.base, Rec(a.src[0], a.src[1], r.dst_subdir, b"", r.size, r.mtime_ns, r.hash))
+            return
         self.record(a, a.rec.hash, a.rec.size, a.rec.mtime_ns)
 
     def do_forget(self, a: Action) -> None:
@@ -307,6 +347,17 @@ class Executor:
 
     def do_control(self, a: Action) -> None:
         self.check_folder(a.folder)
+        if a.note == "uids" or a.base == b"dovecot-keywords":
+            # Dovecot reads and writes both under the uidlist lock.
+            with self.locked(a.folder):
+                if a.note == "uids":
+                    self.merge_uids(a.folder)
+                else:
+                    self._control(a)
+            return
+        self._control(a)
+
+    def _control(self, a: Action) -> None:
         fp = self.folder_path(a.folder) + b"/" + a.base
         key = (a.folder, a.base)
         if a.note == "keywords":
@@ -347,6 +398,59 @@ class Executor:
         # (whole) second perhaps. Its stamp must not pass for the version we hold: carry it again next run.
         src_size = a.size if len(data) == a.size else -1
         self.out.controls[key] = Ctl(src_size, a.mtime_ns, xxhash.xxh3_128_hexdigest(data), len(data), a.mtime_ns)
+
+    def merge_uids(self, folder: bytes) -> None:
+        """Merge the folder's UID list with what the folder holds now. The caller holds its lock: no
+        Dovecot can number a message between our listing it here and our writing the list."""
+        ctx = self.uids.get(folder)
+        if ctx is None:
+            return
+        try:
+            self._merge_uids(folder, ctx)
+        except OSError as e:
+            a = Action("control", folder, base=uidlist.NAME, note="uids")
+            self.out.failed.append((a, e.strerror or str(e)))
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise DiskFull(e.strerror) from e
+
+    def _merge_uids(self, folder: bytes, ctx) -> None:
+        fdir = self.folder_path(folder)
+        path = fdir + b"/" + uidlist.NAME
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            data = None
+        try:
+            dst = uidlist.parse(data, self.sep) if data is not None else None
+        except UidlistError:
+            dst = None  # Dovecot would rebuild it and renumber every message: ours replaces it
+        present = {}
+        for sub in (b"cur", b"new"):
+            for name in os.listdir(fdir + b"/" + sub):
+                if maildir.is_message_name(name):
+                    present[maildir.parse_name(name, self.sep).base] = name
+        names = os.listdir(fdir)
+        m = uidlist.merge(
+            ctx.src, dst, present, ctx.ours, own_before=ctx.own_before, uidvalidity_ours=ctx.uidvalidity_ours,
+            has_index=any(n.startswith(b"dovecot.index") for n in names), folder=folder,
+            dst_raw=data if dst is not None else None, on_source=ctx.on_source,
+        )  # fmt: skip
+        if m.uidlist is not None:
+            new = uidlist.render(m.uidlist)
+            if new != data:
+                self.write_file(path, new, None)
+        if m.reindex:
+            # Before the switch: Dovecot numbered this folder otherwise. No client uses it yet; it rebuilds
+            # its index from the list we wrote.
+            for n in names:
+                if n.startswith(b"dovecot.index"):
+                    _unlink_quiet(fdir + b"/" + n)
+        self.out.renumbered[folder] = self.out.renumbered.get(folder, 0) + m.renumbered
+        ctx.own_before = ctx.own_before or m.own
+        if m.uidvalidity is not None:
+            ctx.uidvalidity_ours = m.uidvalidity
+        ctx.merged = m
 
     def write_file(self, path: bytes, data: bytes, mtime_ns: int | None) -> None:
         tmp = path + NEW_SUFFIX
@@ -407,26 +511,47 @@ class Executor:
             self._staged.clear()
 
     def land_staged(self) -> None:
-        """Make the staged tmp/ files durable with one filesystem flush, then put each in place. One
-        syncfs(2) for hundreds of messages costs what a single fsync(2) does, and nothing reaches
-        new/ or cur/ before its content is on disk."""
+        """Make the staged tmp/ files durable with one filesystem flush, then put each in place, folder by
+        folder under the folder's lock, with its UID list merged before the lock goes. One syncfs(2) for
+        hundreds of messages costs what a single fsync(2) does, and nothing reaches new/ or cur/ before its
+        content is on disk."""
         if not self._staged:
             return
         _flush(self.root, [tmp for _a, tmp, _d in self._staged])
         staged, self._staged, self._staged_bytes = self._staged, [], 0
-        for i, (a, tmp, digest) in enumerate(staged):
-            try:
-                self.land(a, tmp, digest)
-            except OSError as e:
-                _unlink_quiet(tmp)
-                if e.errno in (errno.ENOSPC, errno.EDQUOT):
-                    for _a, t, _d in staged[i + 1 :]:
-                        _unlink_quiet(t)
-                    self.out.failed.append((a, "no space left on the destination"))
-                    raise DiskFull(e.strerror) from e
-                self.out.failed.append((a, e.strerror or str(e)))
-                continue
-            self.finished(a, a.size)
+        groups: dict[bytes, list] = {}
+        for item in staged:
+            groups.setdefault(item[0].folder, []).append(item)
+        pending = [t for _a, t, _d in staged]
+        try:
+            for folder, items in groups.items():
+                try:
+                    with self.locked(folder):
+                        for a, tmp, digest in items:
+                            pending.remove(tmp)
+                            self._land_one(a, tmp, digest)
+                        self.merge_uids(folder)
+                except LockTimeout as e:
+                    for a, tmp, _d in items:
+                        if tmp in pending:
+                            pending.remove(tmp)
+                            _unlink_quiet(tmp)
+                            self.out.failed.append((a, str(e)))
+        finally:
+            for t in pending:  # not landed (disk full): tmp/ leftovers
+                _unlink_quiet(t)
+
+    def _land_one(self, a: Action, tmp: bytes, digest: bytes) -> None:
+        try:
+            self.land(a, tmp, digest)
+        except OSError as e:
+            _unlink_quiet(tmp)
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                self.out.failed.append((a, "no space left on the destination"))
+                raise DiskFull(e.strerror) from e
+            self.out.failed.append((a, e.strerror or str(e)))
+            return
+        self.finished(a, a.size)
 
     def write_message(self, a: Action, chunks, expect: bytes | None = None, stage: bool = False) -> bytes | None:
         """Stream a message into tmp/ and check it. Then either put it in place now (fsynced alone) or,
@@ -482,6 +607,14 @@ class Executor:
         else:
             self.rename(tmp, dst)
         self.record(a, digest)
+
+
+class _Unlocked:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
 
 
 try:

@@ -32,6 +32,7 @@ from .compat import SLOTS
 from .errors import IndexBusy, IndexError_
 
 SCHEMA = b"2"
+_PREFIX = object()  # a Batch operation's value: delete every key starting with the operation's key
 MAP_SIZE = 64 << 30  # address space only; the file grows as needed
 _SUBDIR = {b"cur": 0, b"new": 1}
 _SUBDIR_NAME = (b"cur", b"new")
@@ -96,15 +97,22 @@ class FolderState:
     # Destination cur/new mtimes after the last run wrote there: both sides unchanged since means the
     # folder has nothing to do, and neither its listing nor its records need reading.
     dst_mtimes: dict[bytes, int] = field(default_factory=dict)
+    # The destination holds mail of its own in this folder: its numbering is the one clients know, and
+    # is only ever extended (DESIGN.md §3). Sticky: a UID it gave is never given again.
+    uids_own: bool = False
+    uidvalidity: int | None = None  # the destination's UIDVALIDITY once it is one we wrote or accepted
 
     def pack(self) -> bytes:
-        return json.dumps(
-            {
-                "dirs": {k.decode("latin-1"): v for k, v in self.dir_mtimes.items()},
-                "ctl": {k.decode("latin-1"): list(_ctl_tuple(c)) for k, c in self.controls.items()},
-                "dst": {k.decode("latin-1"): v for k, v in self.dst_mtimes.items()},
-            }
-        ).encode()
+        d = {
+            "dirs": {k.decode("latin-1"): v for k, v in self.dir_mtimes.items()},
+            "ctl": {k.decode("latin-1"): list(_ctl_tuple(c)) for k, c in self.controls.items()},
+            "dst": {k.decode("latin-1"): v for k, v in self.dst_mtimes.items()},
+        }
+        if self.uids_own:
+            d["own"] = True
+        if self.uidvalidity is not None:
+            d["uv"] = self.uidvalidity
+        return json.dumps(d).encode()
 
     @classmethod
     def unpack(cls, data: bytes) -> FolderState:
@@ -113,6 +121,8 @@ class FolderState:
             {k.encode("latin-1"): v for k, v in d["dirs"].items()},
             {k.encode("latin-1"): Ctl(*v) for k, v in d["ctl"].items()},
             {k.encode("latin-1"): v for k, v in d.get("dst", {}).items()},
+            d.get("own", False),
+            d.get("uv"),
         )
 
 
@@ -139,6 +149,7 @@ class Index:
             self._msgs = env.open_db(b"msgs", create=not readonly)
             self._folders = env.open_db(b"folders", create=not readonly)
             self._users = env.open_db(b"users", create=not readonly)
+            self._meta = env.open_db(b"meta", create=not readonly)
 
     @classmethod
     def empty(cls) -> Index:
@@ -171,6 +182,14 @@ class Index:
 
     def all_status(self) -> dict[bytes, dict]:
         return {k: json.loads(bytes(v)) for k, v in self._scan(self._users_db(), b"")}
+
+    def meta(self, key: bytes) -> bytes | None:
+        """What the index says of itself (``source``, ``destination``: what it pairs, for people)."""
+        if self._env is None:
+            return None
+        with self._env.begin(db=self._meta) as txn:
+            v = txn.get(key)
+        return bytes(v) if v is not None else None
 
     def _msgs_db(self):
         return getattr(self, "_msgs", None)
@@ -228,13 +247,26 @@ class Batch:
     def put_user(self, user: bytes, status: dict) -> None:
         self._ops.append((self._index._users, user, json.dumps(status).encode()))
 
+    def forget_user(self, user: bytes) -> None:
+        """Drop every message and folder record of ``user`` (its destination is not the one they describe)."""
+        self._ops.append((self._index._msgs, user + b"\0", _PREFIX))
+        self._ops.append((self._index._folders, user + b"\0", _PREFIX))
+
+    def put_meta(self, key: bytes, value: bytes) -> None:
+        self._ops.append((self._index._meta, key, value))
+
     def commit(self) -> None:
         if not self._ops:
             return
         try:
             with self._index.write_lock, self._index._env.begin(write=True) as txn:
                 for db, key, val in self._ops:
-                    if val is None:
+                    if val is _PREFIX:
+                        cur = txn.cursor(db=db)
+                        if cur.set_range(key):
+                            while cur.key().startswith(key) and cur.delete():
+                                pass
+                    elif val is None:
                         txn.delete(key, db=db)
                     else:
                         txn.put(key, val, db=db)

@@ -31,6 +31,7 @@ class Folder:
     controls: dict[bytes, tuple[int, int]] = field(default_factory=dict)  # name -> (size, mtime_ns)
     dir_mtimes: dict[bytes, int] = field(default_factory=dict)  # b"cur"/b"new" -> mtime_ns
     unchanged: set[bytes] = field(default_factory=set)  # subdirs not re-read (mtime as last time)
+    has_index: bool = False  # Dovecot's dovecot.index* files are there (they hold its numbering)
 
 
 @dataclass(**SLOTS)
@@ -96,7 +97,10 @@ def _top_file(box: Mailbox, f: Folder, folder: bytes, e, name: bytes) -> None:
         if name in (b"cur", b"new"):
             f.dir_mtimes[name] = e.mtime_ns
         return
-    if maildir.classify(name) is not FileKind.CONTROL:
+    kind = maildir.classify(name)
+    if kind is not FileKind.CONTROL:
+        if kind is FileKind.CACHE and name.startswith(b"dovecot.index"):
+            f.has_index = True
         return
     if e.kind != FILE:
         box.skipped.append(f"{maildir.show(e.rel)}: not a regular file")

@@ -29,7 +29,8 @@ def users_in(root: Path) -> list[str]:
 def jobs(source: Path, dest: Path, only: list[str], create: bool) -> tuple[list[UserJob], str, list[str]]:
     """Pair the mailboxes of SOURCE and DEST. Returns the jobs, the index key and notes for the report."""
     source, dest = source.absolute(), dest.absolute()
-    key = "local-" + xxhash.xxh64_hexdigest(os.fsencode(source))
+    # One index per pair of trees: the same source synced into another destination starts afresh.
+    key = "local-" + xxhash.xxh64_hexdigest(os.fsencode(source) + b"\0" + os.fsencode(dest))
     if not source.is_dir():
         raise NotAMaildir(f"{source} is not a directory")
     if is_maildir(source):

@@ -39,7 +39,8 @@ CONTROL_NAMES = frozenset(
     }
 )
 _CACHE_PREFIXES = (b"dovecot.index", b"dovecot.list.index", b"dovecot.mailbox.log", b"dovecot-uidvalidity")
-_CACHE_NAMES = frozenset({b"maildirsize", b"dovecot-uidlist.lock", b"dovecot-keywords.lock"})
+# maildirsync-id is ours (which tree a destination Maildir is: engine.destination_identity): never copied.
+_CACHE_NAMES = frozenset({b"maildirsize", b"dovecot-uidlist.lock", b"dovecot-keywords.lock", b"maildirsync-id"})
 
 
 def classify(name: bytes) -> FileKind:

@@ -19,11 +19,19 @@ from .listing import Folder, Mailbox, Msg
 
 # Kinds, in the order the executor applies them: folders first so moves and fetches have somewhere
 # to land, local moves before deletes so a moved message is never deleted first, control files last
-# so dovecot-uidlist never names a message that is not there yet.
+# so dovecot-uidlist never names a message that is not there yet (but dovecot-keywords first of all, so
+# that Dovecot knows every keyword letter of a message when it first sees the message).
 MKDIR, MOVE, COPY, RENAME, ADOPT, FETCH, REFETCH, CONFLICT, DELETE, RECORD, FORGET, CONTROL = (
     "mkdir", "move", "copy", "rename", "adopt", "fetch", "refetch", "conflict", "delete", "record", "forget", "control",
 )  # fmt: skip
 ORDER = {k: i for i, k in enumerate((MKDIR, MOVE, COPY, RENAME, ADOPT, FETCH, REFETCH, CONFLICT, DELETE, RECORD, FORGET, CONTROL))}
+KEYWORDS_FILE = b"dovecot-keywords"
+
+
+def order(a: Action) -> float:
+    if a.kind == CONTROL and a.base == KEYWORDS_FILE:
+        return 0.5  # right after the folders are made
+    return ORDER[a.kind]
 SIGIL = {
     MKDIR: "d", MOVE: ">", COPY: "c", RENAME: "~", ADOPT: "=", FETCH: "+", REFETCH: "*",
     CONFLICT: "!", DELETE: "-", RECORD: ".", FORGET: ".", CONTROL: "C",
@@ -46,7 +54,7 @@ class Action:
     size: int = 0
     mtime_ns: int = 0
     rec: Rec | None = None  # the index record this action starts from, if any
-    note: str = ""  # control: carry | merge | check | keywords; rename: merged
+    note: str = ""  # control: carry | merge | check | keywords | uids; rename: merged; delete: backup; record: gone
 
     @property
     def sigil(self) -> str:
@@ -85,6 +93,8 @@ class Plan:
     warnings: list[str] = field(default_factory=list)
     # Folders whose state must not be stamped as synced (something was held back): relist next time.
     held: set[bytes] = field(default_factory=set)
+    uids: dict = field(default_factory=dict)  # folder -> uidplan.UidsCtx: the folder's UID merge
+    sep: bytes = b":"  # the separator of the names this plan gives the destination
 
     def changes(self) -> list[Action]:
         return [a for a in self.actions if a.writes]
@@ -110,6 +120,7 @@ class _Planner:
         # Messages land with the destination's separator; an empty destination mirrors the source's.
         dst_has_info = any(m.parsed.sep for f in self.dst.folders.values() for m in f.msgs.values())
         self.sep = self.dst.sep if dst_has_info else self.src.sep
+        self.plan.sep = self.sep
         self.may_delete = inp.options.delete and not self.src.errors
         if self.src.errors:
             self.plan.warnings.append("the source could not be read completely: nothing is deleted this run")
@@ -151,7 +162,7 @@ class _Planner:
         self.guard_deletes()
         for folder in sorted(self.src.folders):
             self.controls(folder, self.src.folders[folder])
-        self.plan.actions.sort(key=lambda a: ORDER[a.kind])
+        self.plan.actions.sort(key=order)
         return self.plan
 
     # --- helpers ---------------------------------------------------------------------------------------
@@ -260,7 +271,7 @@ class _Planner:
         d = self.dst_msg(folder, rec, m.base)
         if m.size != rec.size or not same_mtime(m.mtime_ns, rec.mtime_ns):
             if d is None:
-                return  # deleted on the destination: not brought back
+                return self.gone_there(folder, m, rec)  # deleted on the destination: not brought back
             if d.size == m.size and same_mtime(d.mtime_ns, m.mtime_ns):
                 # Already the new content: a re-fetch whose run was killed before the index learnt of it.
                 self.add(ADOPT, folder, base=m.base, src=(m.subdir, m.name), old=(d.subdir, d.name),
@@ -276,10 +287,10 @@ class _Planner:
                 self.add(CONFLICT, folder, base=m.base, src=(m.subdir, m.name), dst=self.target(folder, m, nb),
                          size=m.size, mtime_ns=m.mtime_ns, rec=rec)  # fmt: skip
             return
+        if d is None:
+            return self.gone_there(folder, m, rec)  # deleted on the destination: stays deleted
         if (m.subdir, m.name) == (rec.src_subdir, rec.src_name):
             return  # unchanged on the source: whatever the destination did stands
-        if d is None:
-            return  # renamed on the source, deleted on the destination: stays deleted
         if self.unchanged_dst(d, rec):
             where, note = self.target(folder, m), ""
         else:
@@ -289,6 +300,12 @@ class _Planner:
         else:
             self.add(RENAME, folder, base=m.base, src=(m.subdir, m.name), old=(d.subdir, d.name), dst=where,
                      rec=rec, note=note)  # fmt: skip
+
+    def gone_there(self, folder: bytes, m: Msg, rec: Rec) -> None:
+        """Remember that the destination deleted it (an empty destination name): it is never brought
+        back, and no longer counts among what the destination still holds of ours."""
+        if rec.dst_name:
+            self.add(RECORD, folder, base=m.base, src=(m.subdir, m.name), rec=rec, note="gone")
 
     def gone_message(self, folder: bytes, base: bytes, rec: Rec) -> None:
         d = self.dst_msg(folder, rec, base)
@@ -318,6 +335,8 @@ class _Planner:
         state = self.inp.states.get(folder) or FolderState()
         df = self.dst_folder(folder)
         for name, (size, mtime) in sorted(sf.controls.items()):
+            if name == b"dovecot-uidlist":
+                continue  # merged, never carried: see uidplan
             st: Ctl | None = state.controls.get(name)
             have = df.controls.get(name) if df is not None else None
             ours = st is not None and have is not None and self.inp.dst_ctl_hash.get((folder, name)) == st.dst_hash

@@ -91,7 +91,7 @@ def bases(root: Path) -> dict[bytes, int]:
 
 
 def whole_seconds(snap: dict) -> dict:
-    return {k: (v[0], v[1] // 10**9, v[2]) for k, v in snap.items()}
+    return {k: (v[0], v[1] // 10**9 if v[1] is not None else None, v[2]) for k, v in snap.items()}
 
 
 @dataclass

@@ -31,7 +31,8 @@ START_TIMEOUT = 20.0
 # Lines in a Dovecot log that mean a client would see renumbered or broken mail.
 # "reappeared"/"Duplicate file entry" are warnings, but both hand out new UIDs.
 _PROBLEM_RE = re.compile(
-    r"UIDVALIDITY changed|reappeared|Duplicate file entry|giving a new UID"
+    r"UIDVALIDITY changed|reappeared|Duplicate file entry|giving a new UID|inserted in the middle"
+    r"|next_uid was lowered|next_uid header was lowered|[Cc]orrupted"
     r"|\b(Error|Panic|Fatal):",
     re.IGNORECASE,
 )

@@ -142,9 +142,9 @@ def test_copies_every_mailbox_admin_included_and_never_touches_the_tree(cli, wor
 
 def test_seeded_folders_carry_no_directory_stamp(cli, world):
     """The backup's cur/new mtimes are no evidence about the live source's directories: none is kept."""
-    _, _, _, state = world
+    _, _, dest, state = world
     assert mailboxes(cli, world, "--source-host", "192.0.2.7").exit_code == 0
-    index, _ = engine.state_dir_for(state, "192.0.2.7_22").open_index(readonly=True)
+    index, _ = engine.state_dir_for(state, engine.index_key("192.0.2.7_22", dest)).open_index(readonly=True)
     try:
         for u in USERS:
             folders = index.user_folders(u.encode())
@@ -161,7 +161,7 @@ def test_dry_run_changes_nothing(cli, world):
     assert r.exit_code == 3, r.output  # as maildirsync -n: changes are pending
     assert "DRY RUN" in r.stdout and "would record" in r.stdout
     assert list(dest.iterdir()) == []
-    sd = engine.state_dir_for(state, "192.0.2.7_22")
+    sd = engine.state_dir_for(state, engine.index_key("192.0.2.7_22", world[2]))
     assert not (sd.index_path / "data.mdb").exists() and not (sd.path / mbx.MARKER).exists()
     assert tree_state(tree) == before
 
@@ -210,7 +210,7 @@ def test_no_domain_known_asks_for_one(cli, world, monkeypatch):
 
 def test_an_index_in_use_is_exit_4_naming_its_holder(cli, world):
     _, _, dest, state = world
-    held = engine.state_dir_for(state, "192.0.2.7_22")
+    held = engine.state_dir_for(state, engine.index_key("192.0.2.7_22", world[2]))
     held.acquire("maildirsync -s 192.0.2.7")
     try:
         r = mailboxes(cli, world, "--source-host", "192.0.2.7")
@@ -262,7 +262,7 @@ def snap(root: Path, whole_seconds: bool, what: str = "all") -> dict:
     out = snapshot(root)
     if what != "all":
         out = {k: v for k, v in out.items() if (b"/cur/" in b"/" + k or b"/new/" in b"/" + k) == (what == "messages")}
-    return {k: (v[0], v[1] // 10**9, v[2]) for k, v in out.items()} if whole_seconds else out
+    return {k: (v[0], v[1] // 10**9 if v[1] is not None else None, v[2]) for k, v in out.items()} if whole_seconds else out
 
 
 def equal_to_live(world, whole_seconds: bool, what: str = "all", merged_subscriptions: bool = False) -> None:
@@ -334,8 +334,8 @@ def test_after_seeding_the_live_sync_transfers_only_what_changed(cli, world, ssh
         assert total(sync_from_live(sshd_server, world, *transport), "bytes") == 0
     else:
         # The messages end as on the source; the control files the live index has no record of are only
-        # taken where they did not change since the backup: a changed dovecot-uidlist stays the backup's
-        # (what the local seed's note warns about).
+        # taken where they did not change since the backup, but dovecot-uidlist is merged whatever its
+        # history (issue 9): it says what the live source's says, so every client keeps its UIDs.
         equal_to_live(world, whole_seconds=False, what="messages")
         stale = []
         for u in USERS:
@@ -344,7 +344,7 @@ def test_after_seeding_the_live_sync_transfers_only_what_changed(cli, world, ssh
                 if got_ != (maildir_of(live, u) / os.fsdecode(rel)).read_bytes():
                     assert got_ == (maildir_of(tree, u) / os.fsdecode(rel)).read_bytes()
                     stale.append(rel.rsplit(b"/", 1)[-1])
-        assert stale and set(stale) == {b"dovecot-uidlist"}
+        assert b"dovecot-uidlist" not in stale
 
 
 def test_seeding_again_before_any_live_sync_is_allowed(cli, world):
@@ -352,7 +352,7 @@ def test_seeding_again_before_any_live_sync_is_allowed(cli, world):
     _, tree, dest, state = world
     first = mailboxes(cli, world, "--source-host", "192.0.2.7", "-u", "arossi")
     assert first.exit_code == 0, first.output
-    marker = json.loads((engine.state_dir_for(state, "192.0.2.7_22").path / mbx.MARKER).read_text())
+    marker = json.loads((engine.state_dir_for(state, engine.index_key("192.0.2.7_22", world[2])).path / mbx.MARKER).read_text())
     assert set(marker["users"]) == {"arossi"} and marker["users"]["arossi"]["finished"] is not None
     r = mailboxes(cli, world, "--source-host", "192.0.2.7", "--json")
     assert r.exit_code == 0, r.output

@@ -1,0 +1,143 @@
+"""The second, pure step of a plan: each changed folder's ``dovecot-uidlist`` (DESIGN.md §3, the UID
+invariant). It runs after the message plan, on what the destination folder will hold once that plan is
+applied, so that a dry run shows the same UID merge the real run makes.
+
+The executor makes the same merge again under Dovecot's lock with what it finds there then (a live
+Dovecot may have delivered meanwhile); :class:`UidsCtx` carries what it needs for that.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, Optional, Set, Tuple
+
+from . import maildir, uidlist
+from .compat import SLOTS
+from .index import FolderState
+from .listing import Folder
+from .plan import ADOPT, CONFLICT, CONTROL, COPY, DELETE, FETCH, MOVE, REFETCH, RENAME, Action, Inputs, Plan, order
+from .uidlist import Merged, Uidlist, UidlistError
+
+UIDS = "uids"
+PLACING = (ADOPT, FETCH, REFETCH, CONFLICT, COPY, MOVE, RENAME)
+
+
+@dataclass(**SLOTS)
+class UidsCtx:
+    """What a folder's UID merge starts from, for the executor to merge again under the lock."""
+
+    src: Optional[Uidlist]
+    src_stamp: Tuple[int, int]  # size, mtime of the source file as read
+    ours: Set[bytes]  # destination bases this tool placed or adopted, the plan's included
+    on_source: Set[bytes] = field(default_factory=set)  # the bases the source's folder holds
+    own_before: bool = False
+    uidvalidity_ours: Optional[int] = None
+    merged: Optional[Merged] = None  # the planned merge; the executor replaces it with the one it made
+    notes: list = field(default_factory=list)
+
+
+def parse_or_note(data: Optional[bytes], what: str, folder: bytes, sep: bytes, notes: list) -> Optional[Uidlist]:
+    if data is None:
+        return None
+    try:
+        return uidlist.parse(data, sep)
+    except UidlistError as e:
+        notes.append(f"{maildir.folder_display(folder)}: the {what}'s dovecot-uidlist is unreadable ({e})")
+        return None
+
+
+def final_names(plan: Plan, folder: bytes, dst: Optional[Folder], sep: bytes) -> Dict[bytes, bytes]:
+    """base -> file name of the destination folder's messages once ``plan`` is applied."""
+    names = {b: m.name for b, m in dst.msgs.items()} if dst is not None else {}
+
+    def base(w) -> bytes:
+        return maildir.parse_name(w[1], sep).base
+
+    for a in plan.actions:
+        if a.kind == MOVE and a.from_folder == folder:
+            names.pop(base(a.old), None)
+        if a.folder != folder:
+            continue
+        if a.kind in (RENAME, ADOPT, REFETCH):
+            names.pop(base(a.old), None)
+            names[base(a.dst)] = a.dst[1]
+        elif a.kind in (FETCH, CONFLICT, COPY, MOVE):
+            names[base(a.dst)] = a.dst[1]
+        elif a.kind == DELETE:
+            names.pop(base(a.old), None)
+    return names
+
+
+def plan_uids(plan: Plan, inp: Inputs, lists: Dict[bytes, Tuple[Optional[bytes], Optional[bytes], Tuple[int, int]]]) -> None:
+    """Add each folder's UID merge to ``plan``. ``lists``: folder -> (source file, destination file,
+    source stamp), for the folders whose UID list needs a look (changed on either side)."""
+    sep = plan.sep
+    placed: Dict[bytes, Set[bytes]] = {}  # what this plan puts (or adopts) in each folder
+    for a in plan.actions:
+        if a.kind in PLACING and a.dst is not None:
+            placed.setdefault(a.folder, set()).add(maildir.parse_name(a.dst[1], sep).base)
+    for folder in sorted(lists):
+        src_data, dst_data, stamp = lists[folder]
+        notes: list = []
+        src = parse_or_note(src_data, "source", folder, inp.src.sep, notes)
+        dst = parse_or_note(dst_data, "destination", folder, sep, notes)
+        df = inp.dst.folders.get(folder)
+        recs = inp.recs.get(folder, {})
+        ours = {maildir.parse_name(r.dst_name, sep).base for r in recs.values()}
+        ours |= placed.get(folder, set())
+        present = final_names(plan, folder, df, sep)
+        state = inp.states.get(folder) or FolderState()
+        if src is not None and dst is not None and dst.version == 1:
+            _backup_leftovers(plan, inp, folder, src, dst, present, ours, df)
+        sf = inp.src.folders.get(folder)
+        on_source = set(sf.msgs) if sf is not None else set()
+        ctx = UidsCtx(src, stamp, ours, on_source, state.uids_own, state.uidvalidity, notes=notes)
+        ctx.merged = uidlist.merge(
+            src, dst, present, ours, own_before=state.uids_own, uidvalidity_ours=state.uidvalidity,
+            has_index=df is not None and df.has_index, folder=folder, dst_raw=dst_data if dst is not None else None,
+            on_source=on_source,
+        )  # fmt: skip
+        plan.uids[folder] = ctx
+        theirs = [b for b in present if b not in ours]
+        if theirs and not state.uids_own:
+            notes.append(
+                f"{maildir.folder_display(folder)}: {len(theirs)} message(s) on the destination were not placed by "
+                "maildirsync (mail delivered there, or copies from a backup of mail deleted on the source since): "
+                "kept; from now on the destination numbers this folder and its numbering is only extended"
+            )
+        plan.warnings.extend(notes + ctx.merged.notes)
+        if ctx.merged.uidlist is not None or ctx.merged.reindex:
+            plan.actions.append(Action(CONTROL, folder, base=uidlist.NAME, note=UIDS))
+    plan.actions.sort(key=order)
+
+
+def _backup_leftovers(plan: Plan, inp: Inputs, folder: bytes, src: Uidlist, dst: Uidlist, present, ours, df) -> None:
+    """Messages of the backup that the source has expunged since: NethServer's migration-import moves a
+    Maildir with its version 1 ``dovecot-uidlist``, and a version 1 file means no Dovecot 2 has opened
+    the folder here (it would have rewritten it as version 3), so nothing in it is the destination's own.
+    A message it lists under the source's UIDVALIDITY and a UID the source has given and no longer lists
+    is the source's, deleted there: it goes as the source's deletes do. They count as ours either way."""
+    if df is None or dst.uidvalidity != src.uidvalidity:
+        return
+    src_uids = src.uids()
+    by_base = dst.by_base()
+    gone = [b for b in present if b not in ours and b in by_base
+            and by_base[b].uid < src.next_uid and by_base[b].uid not in src_uids]  # fmt: skip
+    if not gone:
+        return
+    ours.update(gone)
+    opts = inp.options
+    if not opts.delete or inp.src.errors:
+        return
+    if len(gone) * 100 > opts.max_delete * max(len(present), 1):
+        plan.held.add(folder)
+        plan.warnings.append(
+            f"{maildir.folder_display(folder)}: {len(gone)} of {len(present)} messages from the backup were deleted "
+            f"on the source since (more than {opts.max_delete:g}%); deleted none. If that is right, run again "
+            "with --max-delete 100"
+        )
+        return
+    for b in sorted(gone):
+        m = df.msgs[b]
+        plan.actions.append(Action(DELETE, folder, base=b, old=(m.subdir, m.name), size=m.size, note="backup"))
+        del present[b]
