@@ -375,6 +375,21 @@ def verify_cmd(
 
 
 def main() -> None:
+    profile = os.environ.get("MAILDIRSYNC_PROFILE")  # where the time goes: bench/README.md
+    if profile:
+        from .profiling import ThreadProfiles
+
+        tp = ThreadProfiles()
+        try:
+            with tp:
+                _main()
+        finally:
+            tp.dump(profile)
+    else:
+        _main()
+
+
+def _main() -> None:
     try:
         app()
     except KeyboardInterrupt:
