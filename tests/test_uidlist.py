@@ -102,7 +102,7 @@ MERGE = [
      ({3: A, 4: B}, 5, 7, 3, True, 0, False)),
     ("destination numbered what the source has not yet: the source's next UID back, index rebuilt",
      v3(7, 3, (1, A), (2, B)), v3(7, 5, (1, A), (2, B), (3, C), (4, D)), (A, B, C, D), (A, B, C, D),
-     {"has_index": True, "on_source": (A, B, C, D)},
+     {"has_index": True, "on_source": {A, B, C, D}.__contains__},
      ({1: A, 2: B}, 3, 7, 3, True, 0, False)),
     ("nothing to change: the file is left alone",
      v3(7, 3, (1, A), (2, B)), v3(7, 3, (1, A), (2, B)), (A, B), (A, B), {},

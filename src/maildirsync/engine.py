@@ -17,7 +17,7 @@ from pathlib import Path
 import xxhash
 
 from .compat import SLOTS
-from . import keywords, listing, maildir
+from . import keywords, listing, maildir, views
 from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_PENDING, IndexError_, disk_full_reason
 from .executor import Executor, Outcome, clean_tmp
 from .index import Ctl, FolderState, Index, StateDir
@@ -25,7 +25,7 @@ from .plan import (
     ADOPT, CONFLICT, CONTROL, COPY, DELETE, FETCH, MOVE, REFETCH, RENAME, Inputs, Options, Plan, make_plan,
     same_mtime,
 )  # fmt: skip
-from .transport import FILE, LocalSource, RawScan, Source, SourceError, local_listdir, named_entries
+from .transport import RawScan, Source, SourceError, records
 from .uidlist import NAME as UIDLIST
 from .uidplan import plan_uids
 
@@ -203,12 +203,17 @@ def _sync_user(job, source, index, opts, stop, progress, scan) -> UserResult:
     user = job.user.encode()
     aside, dest_id = destination_identity(job, index, opts)
     try:
-        if not source.exists(job.src_root):
-            return UserResult(job.user, "failed", f"source Maildir {maildir.show(job.src_root)} not found")
         states = {} if aside else index.user_folders(user)
         src_raw = scan(job, _known(states))
-        src = listing.build(src_raw)
+        src = listing.build(src_raw, messages=False)
     except SourceError as e:
+        # Asked only now: a round trip per user is a second on a slow link, for the rare missing mailbox.
+        try:
+            missing = not source.exists(job.src_root)
+        except SourceError:
+            missing = False
+        if missing:
+            return UserResult(job.user, "failed", f"source Maildir {maildir.show(job.src_root)} not found")
         return UserResult(job.user, "failed", f"cannot read the source: {e}")
 
     dst_exists = os.path.isdir(job.dst_root)
@@ -220,25 +225,26 @@ def _sync_user(job, source, index, opts, stop, progress, scan) -> UserResult:
             "first (or pass --create)",
         )
     try:
-        dst, quiet = _list_destination(job.dst_root, src, states) if dst_exists else (listing.build(RawScan()), set())
+        dst = listing.build(views.dest_tops(job.dst_root) if dst_exists else RawScan(), messages=False)
     except SourceError as e:
         return UserResult(job.user, "failed", f"cannot read the destination: {e}")
-    # A quiet folder (cur/ and new/ unchanged on both sides since the last run) has no message to act
-    # on: its records are not even read. Every other folder is planned in full.
-    recs = {} if aside else {
-        f: r for f in set(states) | set(src.folders) if f not in quiet and (r := index.folder_records(user, f))
-    }
-    _fill_unchanged(src, recs)
-    vanished = _vanished(recs, dst, opts.plan.max_delete)
+    work, recs, quiet = _folder_work(job, index, user, src, dst, states)
+    sep = _dest_separator(work, dst, src)
+    vanished = _vanished(recs, dst, {f: w.count for f, w in work.items()}, opts.plan.max_delete, sep)
     if vanished:
         return UserResult(job.user, "failed", vanished.format(user=job.user))
 
     ctl_hash = _dst_control_hashes(job.dst_root, dst, states)
     kw = _keyword_translations(source, job, src, dst, states, ctl_hash)
-    inputs = Inputs(src, dst, recs, states, ctl_hash, kw, opts.plan)
+    inputs = Inputs(src, dst, recs, states, ctl_hash, kw, opts.plan, sep=sep,
+                    counts={f: w.count for f, w in work.items() if not w.whole},
+                    others=_lookup_others(index, user, job.dst_root, work, recs, dst, sep) if states else None,
+                    taken=lambda f, b: _has_base(work.get(f), b, sep))  # fmt: skip
     plan = make_plan(inputs)
     try:
-        plan_uids(plan, inputs, _uid_lists(source, job, src, quiet))
+        plan_uids(plan, inputs, _uid_lists(source, job, src, quiet), lambda f: _names_of(work.get(f), dst, f, sep),
+                  lambda f: set(work[f].dst_added) if f in work and not work[f].whole else None,
+                  lambda f: _on_source(work.get(f), src, f))  # fmt: skip
     except SourceError as e:
         return UserResult(job.user, "failed", f"cannot read the source: {e}")
     warnings = ([aside] if aside else []) + list(plan.warnings) + [f"skipped {w}" for w in src.rejected + src.skipped]
@@ -280,7 +286,7 @@ def _sync_user(job, source, index, opts, stop, progress, scan) -> UserResult:
     )
     out = ex.run(plan)
     _write_identity(job.dst_root, dest_id, opts.owner)
-    _record_folders(ex.batch, user, src, states, plan, out, opts.stamp_dirs, job.dst_root)
+    _record_folders(ex.batch, user, src, states, plan, out, opts.stamp_dirs, job.dst_root, work)
     status = "changed" if any(a.writes for a in out.done) else "ok"
     reason = ""
     if out.fatal:
@@ -364,19 +370,22 @@ def _write_identity(root: bytes, ident: str, owner) -> None:
         pass  # the next run writes it; meanwhile the records simply hold, as for an older index
 
 
-def _vanished(recs, dst: listing.Mailbox, max_delete: float) -> str | None:
+def _vanished(recs, dst: listing.Mailbox, counts: dict, max_delete: float, sep: bytes) -> str | None:
     """Most of what the index says we placed is gone from the destination (the opposite of --max-delete):
-    not a user who deleted their mail. Refuse, with what to do, rather than take it all for deletions."""
+    not a user who deleted their mail. Refuse, with what to do, rather than take it all for deletions.
+    ``recs``: per folder, the records the plan looks at (all, or those of the bases that changed);
+    ``counts``: what each folder holds now on the destination."""
     total = gone = 0
     worst = []
     for folder, frecs in recs.items():
         df = dst.folders.get(folder)
         have = df.msgs if df is not None else {}
         placed = [r for r in frecs.values() if r.dst_name]  # an empty name: deleted there, known since
-        n = sum(1 for r in placed if maildir.parse_name(r.dst_name, dst.sep).base not in have)
-        total, gone = total + len(placed), gone + n
-        if n >= VANISHED_MIN and n * 100 > max_delete * len(placed):
-            worst.append(f"{maildir.folder_display(folder)} ({n} of {len(placed)})")
+        n = sum(1 for r in placed if maildir.parse_name(r.dst_name, sep).base not in have)
+        size = max(counts.get(folder, 0) + n, len(placed))  # what was there before these went
+        total, gone = total + size, gone + n
+        if n >= VANISHED_MIN and n * 100 > max_delete * size:
+            worst.append(f"{maildir.folder_display(folder)} ({n} of {size})")
     if not worst and not (gone >= VANISHED_MIN and gone * 100 > max_delete * total):
         return None
     where = ", ".join(worst[:5]) + (", ..." if len(worst) > 5 else "") if worst else f"{gone} of {total} in all"
@@ -389,8 +398,9 @@ def _vanished(recs, dst: listing.Mailbox, max_delete: float) -> str | None:
 
 
 def _known(states: dict[bytes, FolderState]) -> dict[bytes, int]:
-    """The cur/new mtimes last stamped, as the transport wants them: ``b".Sent/cur" -> mtime``."""
-    return {maildir.in_folder(f, sub): m for f, st in states.items() for sub, m in st.dir_mtimes.items()}
+    """The cur/new mtimes last stamped, as the transport wants them: ``b".Sent/cur" -> mtime``. Only of
+    folders whose listings the last run left: a directory not read again is taken as it was left."""
+    return {maildir.in_folder(f, sub): m for f, st in states.items() if st.snap for sub, m in st.dir_mtimes.items()}
 
 
 class _Prefetch:
@@ -450,20 +460,6 @@ def _problems(src: listing.Mailbox) -> str:
     return "; ".join(parts)
 
 
-def _fill_unchanged(src: listing.Mailbox, recs) -> None:
-    """A cur/ or new/ the transport did not re-read (same mtime as last time) holds what the index says."""
-    if not any(f.unchanged for f in src.folders.values()):
-        return
-    if not any(m.parsed.sep for f in src.folders.values() for m in f.msgs.values()):
-        src.sep = maildir.detect_separator(r.src_name for fr in recs.values() for r in fr.values())
-    for folder, f in src.folders.items():
-        for base, rec in recs.get(folder, {}).items():
-            if rec.src_subdir in f.unchanged and base not in f.msgs:
-                f.msgs[base] = listing.Msg(
-                    rec.src_subdir, rec.src_name, rec.size, rec.mtime_ns, maildir.parse_name(rec.src_name, src.sep)
-                )
-
-
 def _dst_control_hashes(root: bytes, dst: listing.Mailbox, states: dict[bytes, FolderState]):
     """Current hashes of the destination control files we have a record of. A file whose size and mtime
     are as we left them is taken as unchanged; any other is read."""
@@ -514,30 +510,140 @@ def _keyword_translations(source, job, src, dst, states, ctl_hash) -> dict[bytes
     return out
 
 
-def _list_destination(root: bytes, src: listing.Mailbox, states: dict[bytes, FolderState]):
-    """The destination's listing, skipping the cur/ and new/ of folders whose source side was not re-read
-    and whose destination side is as the last run left it. Returns the listing and those quiet folders."""
-    candidates = {
-        f: states[f].dst_mtimes
-        for f, sf in src.folders.items()
-        if f in states and {b"cur", b"new"} <= sf.unchanged and set(states[f].dst_mtimes) == {b"cur", b"new"}
-        and _uidlist_as_left(states[f], sf.controls.get(UIDLIST), source_side=True)
-    }
-    known = {maildir.in_folder(f, sub): m for f, subs in candidates.items() for sub, m in subs.items()}
-    raw = LocalSource().scan(root, known)
-    files = {e.rel: (e.size, e.mtime_ns) for e in raw.entries if e.kind == FILE}
-    quiet = set()
-    for f in candidates:
-        skipped = {sub for sub in (b"cur", b"new") if maildir.in_folder(f, sub) in raw.unchanged}
-        # Dovecot on the destination may have rewritten the folder's UID list since: not quiet then.
-        if skipped == {b"cur", b"new"} and _uidlist_as_left(states[f], files.get(maildir.in_folder(f, UIDLIST)), False):
-            quiet.add(f)
+def _folder_work(job: UserJob, index: Index, user: bytes, src: listing.Mailbox, dst: listing.Mailbox, states):
+    """For each folder: nothing (quiet), its changed bases against what the last run left, or all of it.
+    Returns the work by folder, the index records the plan needs (of the changed bases, or all), and the
+    quiet folders. A quiet folder (cur/, new/ and dovecot-uidlist as the last run left them, on both
+    sides) costs a few stamps: no listing, no record read."""
+    work: dict = {}
+    recs: dict = {}
+    quiet: set = set()
+    dst_files = {maildir.in_folder(f, n): v for f, df in dst.folders.items() for n, v in df.controls.items()}
+    for folder in sorted(set(src.folders) | set(states)):
+        st = states.get(folder)
+        sf, df = src.folders.get(folder), dst.folders.get(folder)
+        snap = st is not None and st.snap
+        dst_dirs = {}
+        if df is not None and snap:
+            for sub in listing.SUBDIRS:
+                m = df.dir_mtimes.get(sub)
+                if m is not None and st.dst_mtimes.get(sub) != m:
+                    dst_dirs[maildir.in_folder(folder, sub)] = views.names_blob(
+                        maildir.folder_dir(job.dst_root, folder) + b"/" + sub)
+        if snap and sf is not None and df is not None and not dst_dirs and _quiet(st, sf, df, dst_files, folder):
+            quiet.add(folder)
+            src.skipped.extend(t for k, t in st.problems if k == "skipped")
+            src.rejected.extend(t for k, t in st.problems if k == "rejected")
             continue
-        for sub in skipped:  # only one side moved: list the other after all, the folder gets planned
-            rel = maildir.in_folder(f, sub)
-            raw.unchanged.discard(rel)
-            raw.entries.extend(named_entries(rel, local_listdir(root + b"/" + rel), raw.rejected))
-    return listing.build(raw), quiet
+        if snap:
+            w = views.diff_folder(folder, src, dst, index.folder_lists(user, folder), src.dirs, dst_dirs, dst_sep(dst, src))
+            recs[folder] = index.get_recs(user, folder, w.touched)
+            views.complete(w, folder, src, dst, recs[folder], job.dst_root, dst_sep(dst, src))
+            for k, t in st.problems:  # said again: the subdir was not read again, or read unchanged
+                sub = t.split("/", 2)[1 if folder else 0][:3] if t else ""
+                if maildir.in_folder(folder, sub.encode()) not in src.dirs:
+                    (src.skipped if k == "skipped" else src.rejected).append(t)
+        else:
+            w = views.whole_folder(folder, src, dst, src.dirs, job.dst_root)
+            recs[folder] = index.folder_records(user, folder) if st is not None else {}
+        work[folder] = w
+    return work, recs, quiet
+
+
+def _quiet(st: FolderState, sf, df, dst_files, folder: bytes) -> bool:
+    return (
+        set(sf.dir_mtimes) == set(st.dir_mtimes) and set(sf.dir_mtimes) <= sf.unchanged
+        and set(df.dir_mtimes) == set(st.dst_mtimes)
+        and _uidlist_as_left(st, sf.controls.get(UIDLIST), source_side=True)
+        and _uidlist_as_left(st, dst_files.get(maildir.in_folder(folder, UIDLIST)), source_side=False)
+    )  # fmt: skip
+
+
+def dst_sep(dst: listing.Mailbox, src: listing.Mailbox) -> bytes:
+    return dst.sep if dst.dirs else src.sep
+
+
+def _dest_separator(work: dict, dst: listing.Mailbox, src: listing.Mailbox) -> bytes:
+    """The separator of the destination's names: as its messages have it, else the source's."""
+    for w in work.values():
+        for blob in w.dst_now.values():
+            for sep in maildir.SEPARATORS:
+                if sep + b"2," in blob:
+                    return sep
+    for f in dst.folders.values():
+        for m in f.msgs.values():
+            if m.parsed.sep:
+                return m.parsed.sep
+    return src.sep
+
+
+def _names_of(w, dst: listing.Mailbox, folder: bytes, sep: bytes) -> dict:
+    """base -> name of every message the destination folder holds now."""
+    df = dst.folders.get(folder)
+    if w is None or w.whole:
+        return {b: m.name for b, m in df.msgs.items()} if df is not None else {}
+    out = {}
+    for sub in (b"new", b"cur"):  # cur last: the later state of a message wins
+        for n in records(w.dst_now.get(sub, b"")):
+            if maildir.is_message_name(n):
+                out[maildir.parse_name(n, sep).base] = n
+    return out
+
+
+def _on_source(w, src: listing.Mailbox, folder: bytes):
+    """Does the source's folder hold this base? Of a folder planned by its changes, asked of its records."""
+    sf = src.folders.get(folder)
+    if w is None or w.whole:
+        return set(sf.msgs if sf is not None else ()).__contains__
+    blobs = [b"\0" + w.src_now.get(sub, b"") for sub in listing.SUBDIRS]
+
+    def has(base: bytes) -> bool:
+        if sf is not None and base in sf.msgs:
+            return True
+        needle = b"\0" + base
+        return any(needle + c in blob for blob in blobs for c in (b"/", src.sep))
+
+    return has
+
+
+def _has_base(w, base: bytes, sep: bytes) -> bool:
+    if w is None:
+        return False
+    return any(maildir.parse_name(n, sep).base == base for blob in w.dst_now.values() for n in records(blob))
+
+
+def _lookup_others(index: Index, user: bytes, root: bytes, work: dict, recs: dict, dst: listing.Mailbox, sep: bytes):
+    """For a local copy: the user's other folders holding a base (asked for new bases only), with what the
+    destination holds of it there."""
+    folders = None
+
+    def others(folder: bytes, base: bytes) -> list:
+        nonlocal folders
+        if folders is None:
+            folders = sorted(index.user_folders(user))
+        out = []
+        for g in folders:
+            if g == folder:
+                continue
+            rec = recs.get(g, {}).get(base)
+            if rec is None:
+                rec = index.get_recs(user, g, [base]).get(base)
+            if rec is None or not rec.dst_name:
+                continue
+            df = dst.folders.get(g)
+            d = df.msgs.get(base) if df is not None else None
+            if d is None and df is not None and g not in work or (g in work and not work[g].whole and d is None):
+                p = maildir.folder_dir(root, g) + b"/" + rec.dst_subdir + b"/" + rec.dst_name
+                try:
+                    st = os.lstat(p)
+                    d = listing.Msg(rec.dst_subdir, rec.dst_name, st.st_size, st.st_mtime_ns,
+                                    maildir.parse_name(rec.dst_name, sep))  # fmt: skip
+                except OSError:
+                    d = None
+            out.append((g, rec, d))
+        return out
+
+    return others
 
 
 ABSENT = -2  # a Ctl size meaning "there was no such file"
@@ -593,34 +699,49 @@ def _dst_stamps(root: bytes, folder: bytes) -> dict[bytes, int]:
     return out
 
 
-def _record_folders(
-    batch, user: bytes, src: listing.Mailbox, states, plan: Plan, out: Outcome, stamp_dirs: bool, dst_root: bytes
-) -> None:
+def _record_folders(batch, user: bytes, src: listing.Mailbox, states, plan: Plan, out: Outcome, stamp_dirs: bool,
+                   dst_root: bytes, work: dict) -> None:
+    """What the next run compares with: per folder worked on, the source's stamps and listings as seen,
+    the destination's as left, the UID merge's state; nothing (relist it whole) where something failed."""
     failed_folders = {a.folder for a, _ in out.failed} | {a.from_folder for a, _ in out.failed if a.from_folder}
     done_kinds_incomplete = out.fatal is not None or out.interrupted
     for folder, f in src.folders.items():
         st = states.get(folder) or FolderState()
+        w = work.get(folder)
+        if w is None:  # quiet: as it was
+            continue
         new = FolderState(dict(), dict(st.controls), uids_own=st.uids_own, uidvalidity=st.uidvalidity)
         for (cf, name), ctl in out.controls.items():
             if cf == folder and ctl is not None:
                 new.controls[name] = ctl
         _record_uids(new, plan.uids.get(folder), src, dst_root, folder,
                      ok=folder not in failed_folders and not done_kinds_incomplete)  # fmt: skip
-        trusted = (
-            stamp_dirs
-            and not done_kinds_incomplete
+        clean = (
+            not done_kinds_incomplete
             and folder not in failed_folders
             and folder not in plan.held
             and not src.errors
-            and src.now_ns is not None
         )
-        if trusted:
-            for sub, m in f.dir_mtimes.items():
-                if m <= src.now_ns - STAMP_MARGIN_NS:
-                    new.dir_mtimes[sub] = m
+        if clean:
+            # The stamps first, then the names: a change in between shows as a moved stamp next time.
             new.dst_mtimes = _dst_stamps(dst_root, folder)
+            batch.put_lists(user, folder, views.left_lists(dst_root, folder, w.src_now))
+            new.snap = True
+            new.problems = _folder_problems(src, folder)
+            if stamp_dirs and src.now_ns is not None:
+                for sub, m in f.dir_mtimes.items():
+                    if m <= src.now_ns - STAMP_MARGIN_NS:
+                        new.dir_mtimes[sub] = m
+        elif st.snap:
+            batch.put_lists(user, folder, None)
         if new != st or folder not in states:
             batch.put_folder(user, folder, new)
+
+
+def _folder_problems(src: listing.Mailbox, folder: bytes) -> list:
+    """What of the folder's cur/new was set aside, to be said again while its directories stay as they are."""
+    heads = tuple(maildir.show(maildir.in_folder(folder, sub)) + "/" for sub in listing.SUBDIRS)
+    return [[k, t] for k, texts in (("skipped", src.skipped), ("rejected", src.rejected)) for t in texts if t.startswith(heads)]
 
 
 def _record_uids(new: FolderState, ctx, src: listing.Mailbox, dst_root: bytes, folder: bytes, ok: bool) -> None:

@@ -101,6 +101,8 @@ class FolderState:
     # is only ever extended (DESIGN.md §3). Sticky: a UID it gave is never given again.
     uids_own: bool = False
     uidvalidity: int | None = None  # the destination's UIDVALIDITY once it is one we wrote or accepted
+    snap: bool = False  # the last run left this folder's listings (views.py): its stamps may spare a listing
+    problems: list = field(default_factory=list)  # what of its cur/new is not synced, said again every run
 
     def pack(self) -> bytes:
         d = {
@@ -112,6 +114,10 @@ class FolderState:
             d["own"] = True
         if self.uidvalidity is not None:
             d["uv"] = self.uidvalidity
+        if self.snap:
+            d["snap"] = 1
+        if self.problems:
+            d["problems"] = self.problems
         return json.dumps(d).encode()
 
     @classmethod
@@ -123,6 +129,8 @@ class FolderState:
             {k.encode("latin-1"): v for k, v in d.get("dst", {}).items()},
             d.get("own", False),
             d.get("uv"),
+            bool(d.get("snap")),
+            d.get("problems", []),
         )
 
 
@@ -150,6 +158,7 @@ class Index:
             self._folders = env.open_db(b"folders", create=not readonly)
             self._users = env.open_db(b"users", create=not readonly)
             self._meta = env.open_db(b"meta", create=not readonly)
+            self._lists = _open_optional(env, b"lists", readonly)
 
     @classmethod
     def empty(cls) -> Index:
@@ -164,6 +173,24 @@ class Index:
             folder, base = key[len(prefix) :].split(b"\0", 1)
             out.setdefault(folder, {})[base] = Rec.unpack(val, base)
         return out
+
+    def get_recs(self, user: bytes, folder: bytes, bases) -> dict[bytes, Rec]:
+        """The records of these bases of a folder (those there are), in one read transaction."""
+        out: dict[bytes, Rec] = {}
+        if self._env is None:
+            return out
+        prefix = _mkey(user, folder)
+        with self._env.begin(db=self._msgs, buffers=False) as txn:
+            for base in bases:
+                v = txn.get(prefix + base)
+                if v is not None:
+                    out[base] = Rec.unpack(v, base)
+        return out
+
+    def folder_lists(self, user: bytes, folder: bytes) -> dict[bytes, bytes]:
+        """What the last run left of a folder's listings (see views.py), by tag."""
+        prefix = _mkey(user, folder)
+        return {k[len(prefix):]: v for k, v in self._scan(getattr(self, "_lists", None), prefix)}
 
     def folder_records(self, user: bytes, folder: bytes) -> dict[bytes, Rec]:
         prefix = _mkey(user, folder)
@@ -201,7 +228,7 @@ class Index:
         return getattr(self, "_users", None)
 
     def _scan(self, db, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        if self._env is None:
+        if self._env is None or db is None:
             return
         with self._env.begin(db=db, buffers=False) as txn:
             cur = txn.cursor()
@@ -251,6 +278,14 @@ class Batch:
         """Drop every message and folder record of ``user`` (its destination is not the one they describe)."""
         self._ops.append((self._index._msgs, user + b"\0", _PREFIX))
         self._ops.append((self._index._folders, user + b"\0", _PREFIX))
+        self._ops.append((self._index._lists, user + b"\0", _PREFIX))
+
+    def put_lists(self, user: bytes, folder: bytes, lists: dict[bytes, bytes] | None) -> None:
+        """What this run leaves of a folder's listings for the next one; None: nothing (look at it whole)."""
+        prefix = _mkey(user, folder)
+        self._ops.append((self._index._lists, prefix, _PREFIX))
+        for t, blob in (lists or {}).items():
+            self._ops.append((self._index._lists, prefix + t, blob))
 
     def put_meta(self, key: bytes, value: bytes) -> None:
         self._ops.append((self._index._meta, key, value))
@@ -321,7 +356,7 @@ class StateDir:
             try:
                 _check_file(self.index_path / "data.mdb")
                 _check_pages(self.index_path)
-                env = lmdb.open(str(self.index_path), readonly=True, lock=False, max_dbs=4, map_size=MAP_SIZE)
+                env = lmdb.open(str(self.index_path), readonly=True, lock=False, max_dbs=8, map_size=MAP_SIZE)
                 idx = Index(env, readonly=True)
                 if _schema(env) != SCHEMA:
                     idx.close()
@@ -349,12 +384,22 @@ class StateDir:
         self.index_path.mkdir(parents=True, exist_ok=True, mode=0o700)
         _check_file(self.index_path / "data.mdb")
         _check_pages(self.index_path)
-        env = lmdb.open(str(self.index_path), max_dbs=4, map_size=MAP_SIZE)
+        # metasync off: one flush per commit, not two. A crash may then undo the last commit, which costs
+        # nothing but an adoption next run (the index is derived data); it cannot corrupt the file.
+        env = lmdb.open(str(self.index_path), max_dbs=8, map_size=MAP_SIZE, metasync=False)
         # Touch every database once, so corruption shows up now rather than mid-run.
         with env.begin() as txn:
             for _ in txn.cursor():
                 pass
         return env
+
+
+def _open_optional(env: lmdb.Environment, name: bytes, readonly: bool):
+    """A table an older index may lack: opened (made, if writable), or None when read-only and absent."""
+    try:
+        return env.open_db(name, create=not readonly)
+    except lmdb.NotFoundError:
+        return None
 
 
 def _write_failure(path: str | None, e: Exception) -> str:
@@ -382,8 +427,8 @@ def _check_pages(path: Path) -> None:
 
 
 def _walk(path: str) -> None:
-    env = lmdb.open(path, readonly=True, lock=False, max_dbs=4)
-    for name in (b"msgs", b"folders", b"users"):
+    env = lmdb.open(path, readonly=True, lock=False, max_dbs=8)
+    for name in (b"msgs", b"folders", b"users", b"lists"):
         try:
             db = env.open_db(name, create=False)
         except lmdb.NotFoundError:

@@ -1,15 +1,24 @@
 """Turn what a transport saw (:class:`~maildirsync.transport.RawScan`) into a Maildir view: folders,
 their messages keyed by base, and their control files. Entries that cannot be synced safely (symlinks,
-devices, hostile names, duplicates) are set aside with a reason, never followed."""
+devices, hostile names, duplicates) are set aside with a reason, never followed.
+
+A folder's ``cur``/``new`` arrive as bytes (one record per entry). :func:`build` makes message objects of
+all of them (a first sync); :func:`parse_records` does it for the few records a repeated sync finds
+changed; :func:`problems` says, on every run and at C speed where all is well, which entries of a
+directory are not messages or cannot be synced.
+"""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from . import maildir
 from .compat import SLOTS
 from .maildir import INBOX, FileKind, MessageName
-from .transport import DIR, FILE, LINK, RawScan
+from .transport import DIR, FILE, LINK, RawScan, decode, records
+
+SUBDIRS = (b"cur", b"new")
 
 
 @dataclass(**SLOTS)
@@ -44,25 +53,31 @@ class Mailbox:
     # failure: a Maildir holding one stray link must not fail its user at every run (issue 12).
     skipped: list[str] = field(default_factory=list)
     now_ns: int | None = None
+    dirs: dict[bytes, bytes] = field(default_factory=dict)  # the records of each cur/new read (transport's)
 
 
-def build(raw: RawScan) -> Mailbox:
-    box = Mailbox(errors=list(raw.errors), rejected=list(raw.rejected), now_ns=raw.now_ns)
-    sep = maildir.detect_separator(e.rel for e in raw.entries if e.kind == FILE and b"/cur/" in b"/" + e.rel)
-    box.sep = sep
-    top_dirs = {e.rel for e in raw.entries if e.kind == DIR and b"/" not in e.rel}
+def split_rel(rel: bytes) -> tuple[bytes, bytes]:
+    """``b".Sent/cur"`` -> (b".Sent", b"cur"); ``b"cur"`` -> (INBOX, b"cur")."""
+    folder, _, sub = rel.rpartition(b"/")
+    return folder, sub
+
+
+def build(raw: RawScan, messages: bool = True) -> Mailbox:
+    """The view of a listing; with ``messages``, every record of every cur/new becomes a :class:`Msg`."""
+    box = Mailbox(errors=list(raw.errors), rejected=list(raw.rejected), now_ns=raw.now_ns, dirs=raw.dirs)
+    box.sep = detect_separator(raw.dirs)
+    top_dirs = {e.rel for e in raw.tops if e.kind == DIR and b"/" not in e.rel}
     folders: dict[bytes, Folder] = {}
-    if b"cur" in top_dirs or b"new" in top_dirs or any(r.startswith(b"cur") or r.startswith(b"new") for r in raw.unchanged):
+    if b"cur" in top_dirs or b"new" in top_dirs or any(r in SUBDIRS for r in raw.unchanged):
         folders[INBOX] = Folder()
     for rel in top_dirs:
         if maildir.is_folder_name(rel):
             folders[rel] = Folder()
     for rel in raw.unchanged:
-        folder, _, sub = rel.rpartition(b"/")
+        folder, sub = split_rel(rel)
         if folder in folders:
             folders[folder].unchanged.add(sub)
-
-    for e in raw.entries:
+    for e in raw.tops:
         parts = e.rel.split(b"/")
         if len(parts) == 1 and e.rel.startswith(b".") and e.kind in (DIR, LINK) and e.rel not in folders:
             # Looks like a folder but cannot be synced as one: say so, its mail would silently be missing.
@@ -74,27 +89,53 @@ def build(raw: RawScan) -> Mailbox:
                     box.rejected.append(f"{maildir.show(e.rel)}: {why}")
             continue
         if len(parts) == 1:
-            folder, rest = INBOX, parts
-        elif parts[0] in folders and parts[0] != INBOX:
-            folder, rest = parts[0], parts[1:]
-        elif parts[0] in (b"cur", b"new"):
-            folder, rest = INBOX, parts
+            folder, name = INBOX, parts[0]
+        elif len(parts) == 2 and parts[0] in folders and parts[0] != INBOX:
+            folder, name = parts
         else:
             continue  # inside a directory we do not sync (tmp/, a non-folder directory)
         f = folders.get(folder)
-        if f is None:
-            continue
-        if len(rest) == 1:
-            _top_file(box, f, folder, e, rest[0])
-        elif len(rest) == 2 and rest[0] in (b"cur", b"new"):
-            _message(box, f, e, rest[0], rest[1], sep)
+        if f is not None:
+            _top_file(box, f, folder, e, name)
     box.folders = folders
+    for rel, blob in raw.dirs.items():
+        folder, sub = split_rel(rel)
+        f = folders.get(folder)
+        if f is None or sub not in SUBDIRS:
+            continue
+        if messages:
+            parse_records(box, f, rel, sub, records(blob))
+        else:
+            problems(box, rel, blob)
     return box
+
+
+_SUSPECT = re.compile(rb"[\x01-\x1f\x7f]|[^\x00/]{256}")
+
+
+def problems(box: Mailbox, rel: bytes, blob: bytes) -> None:
+    """Report what of a cur/new cannot be synced, or is no message, as :func:`parse_records` would; at C
+    speed when nothing is wrong (no control byte, no overlong name: the records parse as messages)."""
+    if not _SUSPECT.search(blob):
+        return
+    scratch = Folder()
+    parse_records(box, scratch, rel, split_rel(rel)[1], records(blob))
+
+
+def detect_separator(dirs: dict[bytes, bytes]) -> bytes:
+    """The Maildir's separator, judged from its cur/ records: the first one followed by ``2,``."""
+    for rel, blob in dirs.items():
+        if not rel.endswith(b"cur"):
+            continue
+        for sep in maildir.SEPARATORS:
+            if sep + b"2," in blob:
+                return sep
+    return b":"
 
 
 def _top_file(box: Mailbox, f: Folder, folder: bytes, e, name: bytes) -> None:
     if e.kind == DIR:
-        if name in (b"cur", b"new"):
+        if name in SUBDIRS:
             f.dir_mtimes[name] = e.mtime_ns
         return
     kind = maildir.classify(name)
@@ -110,22 +151,44 @@ def _top_file(box: Mailbox, f: Folder, folder: bytes, e, name: bytes) -> None:
     f.controls[name] = (e.size, e.mtime_ns)
 
 
-def _message(box: Mailbox, f: Folder, e, subdir: bytes, name: bytes, sep: bytes) -> None:
+def parse_records(box: Mailbox, f: Folder, rel: bytes, subdir: bytes, recs, said: bool = False) -> dict[bytes, Msg]:
+    """Messages of ``recs`` (records of ``rel``) into ``f.msgs``; what is not a message is set aside with
+    the reason (``said``: :func:`problems` told already). Returns the messages made, by base."""
+    made: dict[bytes, Msg] = {}
+    report = Mailbox() if said else box
+    for rec in recs:
+        try:
+            name, kind, size, mtime = decode(rec)
+        except ValueError:
+            report.rejected.append(f"{maildir.show(rel + b'/' + rec[:80])}: an entry the source described wrongly")
+            continue
+        if said and (kind != FILE or maildir.bad_name(name)):
+            continue
+        m = _message(box, f, rel, kind, size, mtime, subdir, name)
+        if m is not None:
+            made[m.base] = m
+    return made
+
+
+def _message(box: Mailbox, f: Folder, rel: bytes, kind: str, size: int, mtime: int, subdir: bytes,
+             name: bytes) -> Msg | None:
     if not maildir.is_message_name(name):
-        return
+        return None
+    path = rel + b"/" + name
     why = maildir.bad_name(name)
     if why:
-        box.rejected.append(f"{maildir.show(e.rel)}: {why}")
-        return
-    if e.kind != FILE:
-        box.skipped.append(f"{maildir.show(e.rel)}: " + ("symbolic link, not followed" if e.kind == LINK else "not a regular file"))
-        return
-    parsed = maildir.parse_name(name, sep)
+        box.rejected.append(f"{maildir.show(path)}: {why}")
+        return None
+    if kind != FILE:
+        box.skipped.append(f"{maildir.show(path)}: " + ("symbolic link, not followed" if kind == LINK else "not a regular file"))
+        return None
+    parsed = maildir.parse_name(name, box.sep)
     old = f.msgs.get(parsed.base)
     # The same base twice in one folder: a rename raced the listing (new/x then cur/x:2,S), or two
     # files really share a base. cur/ is the later state of a message, so it wins.
     if old is not None and (old.subdir == b"cur" or subdir == b"new"):
         if old.subdir == subdir:
-            box.rejected.append(f"{maildir.show(e.rel)}: another file in this folder has the same base")
-        return
-    f.msgs[parsed.base] = Msg(subdir, name, e.size, e.mtime_ns, parsed)
+            box.rejected.append(f"{maildir.show(path)}: another file in this folder has the same base")
+        return None
+    m = f.msgs[parsed.base] = Msg(subdir, name, size, mtime, parsed)
+    return m

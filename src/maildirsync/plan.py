@@ -85,6 +85,12 @@ class Inputs:
     dst_ctl_hash: dict[tuple[bytes, bytes], str] = field(default_factory=dict)  # current hashes of dst control files
     keywords: dict[bytes, Translation] = field(default_factory=dict)  # folders whose dst keywords are not ours
     options: Options = field(default_factory=Options)
+    # A repeated sync plans only the bases that changed (views.py): then ``recs`` and the listings hold
+    # those alone, and these say the rest. Default: everything is in the inputs.
+    sep: bytes | None = None  # the destination's separator, when its listing does not hold enough names
+    counts: dict[bytes, int] = field(default_factory=dict)  # folder -> messages synced there (delete guard)
+    others: Callable[[bytes, bytes], list] | None = None  # (folder, base) -> [(other, Rec, dst Msg|None)]
+    taken: Callable[[bytes, bytes], bool] | None = None  # (folder, base): has the destination that base?
 
 
 @dataclass(**SLOTS)
@@ -118,8 +124,11 @@ class _Planner:
         self.plan = Plan()
         self.src, self.dst = inp.src, inp.dst
         # Messages land with the destination's separator; an empty destination mirrors the source's.
-        dst_has_info = any(m.parsed.sep for f in self.dst.folders.values() for m in f.msgs.values())
-        self.sep = self.dst.sep if dst_has_info else self.src.sep
+        if inp.sep is not None:
+            self.sep = inp.sep
+        else:
+            dst_has_info = any(m.parsed.sep for f in self.dst.folders.values() for m in f.msgs.values())
+            self.sep = self.dst.sep if dst_has_info else self.src.sep
         self.plan.sep = self.sep
         self.may_delete = inp.options.delete and not self.src.errors
         if self.src.errors:
@@ -217,7 +226,9 @@ class _Planner:
         n = 1
         while True:
             cand = head + b"-conflict%d" % n + comma + tail
-            if cand not in taken and cand not in self.src.folders.get(folder, Folder()).msgs:
+            if cand not in taken and cand not in self.src.folders.get(folder, Folder()).msgs and not (
+                self.inp.taken is not None and self.inp.taken(folder, cand)
+            ):
                 return cand
             n += 1
 
@@ -258,12 +269,13 @@ class _Planner:
     def copy_source(self, folder: bytes, base: bytes, size: int) -> tuple[bytes, Rec, Msg] | None:
         """The same message (same base, same size) already on the destination in another folder,
         as we wrote it: a local copy is verified against its recorded hash, so it needs no download."""
-        for other, recs in sorted(self.inp.recs.items()):
-            rec = recs.get(base)
-            if other == folder or rec is None or rec.size != size:
-                continue
-            d = self.dst_msg(other, rec, base)
-            if d is not None and d.size == rec.size:
+        if self.inp.others is not None:
+            found = self.inp.others(folder, base)
+        else:
+            found = [(other, recs[base], self.dst_msg(other, recs[base], base))
+                     for other, recs in sorted(self.inp.recs.items()) if base in recs]  # fmt: skip
+        for other, rec, d in found:
+            if other != folder and rec.size == size and d is not None and d.size == rec.size:
                 return other, rec, d
         return None
 
@@ -321,7 +333,7 @@ class _Planner:
     def guard_deletes(self) -> None:
         limit = self.inp.options.max_delete
         for folder, dels in sorted(self.deletes.items()):
-            synced = len(self.inp.recs.get(folder, {}))
+            synced = self.inp.counts.get(folder, len(self.inp.recs.get(folder, {})))
             if synced and len(dels) * 100 > limit * synced:
                 ids = {id(a) for a in dels}
                 self.plan.actions = [a for a in self.plan.actions if id(a) not in ids]

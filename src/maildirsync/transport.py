@@ -41,16 +41,65 @@ class RawEntry:
 class RawScan:
     """What a transport saw under a Maildir root, down to ``<folder>/cur/<file>`` (never into tmp/).
 
-    ``unchanged`` holds the ``cur``/``new`` directories (as rels) that were not read because their mtime
-    equals the one the caller passed in ``known``; their entries are absent from ``entries``.
+    ``tops`` are the entries of the root and of each folder directory (folders, ``cur``/``new``, control
+    files), named from the root. Each ``cur``/``new`` read is one value of ``dirs``: its records, as bytes
+    (:func:`encode`), so that a repeated sync compares what it saw with what the last run saw at C speed
+    and builds objects only for the names that differ. ``unchanged`` holds the ``cur``/``new`` directories
+    not read because their mtime equals the one the caller passed in ``known``.
     ``errors`` are directories that could not be read: a run with errors must not delete anything.
     """
 
-    entries: list[RawEntry] = field(default_factory=list)
+    tops: list[RawEntry] = field(default_factory=list)
+    dirs: dict[bytes, bytes] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)  # names no directory can hold ('/', NUL, dot names)
     unchanged: set[bytes] = field(default_factory=set)
     now_ns: int | None = None  # the source's clock when the scan began, if the transport knows it
+
+    @property
+    def entries(self) -> list[RawEntry]:
+        """Every entry as an object (for tests and small listings; the engine reads ``dirs`` as bytes)."""
+        out = list(self.tops)
+        for rel, blob in self.dirs.items():
+            for rec in records(blob):
+                try:
+                    name, kind, size, mtime = decode(rec)
+                except ValueError:
+                    continue
+                out.append(RawEntry(rel + b"/" + name, kind, size, mtime))
+        return out
+
+
+# --- the records of a cur/new directory ----------------------------------------------------------------
+# One record per entry, NUL-terminated: ``<name>/<size>/<mtime>`` for a regular file (a name cannot hold
+# '/'), ``\x01<kind><name>/<size>/<mtime>`` for anything else. The mtime is seconds with an optional
+# fraction (find's %T@), parsed exactly by parse_mtime. Exec sources print exactly this with find -printf.
+
+
+def encode(name: bytes, kind: str, size: int, mtime_ns: int) -> bytes:
+    head = name if kind == FILE else b"\x01" + kind.encode() + name
+    return b"%s/%d/%d.%09d\0" % (head, size, *divmod(mtime_ns, 1_000_000_000))
+
+
+def records(blob: bytes) -> list[bytes]:
+    return [r for r in blob.split(b"\0") if r]
+
+
+def decode(rec: bytes) -> tuple[bytes, str, int, int]:
+    """(name, kind, size, mtime_ns); ValueError for a record no transport would write."""
+    head, size, mtime = rec.rsplit(b"/", 2)
+    kind = FILE
+    if head[:1] == b"\x01" and len(head) > 2:
+        kind, head = chr(head[1]), head[2:]
+    return head, kind, int(size), parse_mtime(mtime)
+
+
+def parse_mtime(s: bytes) -> int:
+    """``1700000000.1234567890`` -> ns, exactly (a float would round the last digits)."""
+    neg = s.startswith(b"-")
+    sec, _, frac = s.lstrip(b"-").partition(b".")
+    ns = int(sec) * 1_000_000_000 + int((frac + b"000000000")[:9])
+    return -ns if neg else ns
 
 
 @dataclass(**SLOTS)
@@ -80,6 +129,18 @@ class Source(Protocol):
     def close(self) -> None: ...
 
 
+def blob_of(rel: bytes, found: Iterable[RawEntry], rejected: list[str]) -> bytes:
+    """The records of directory ``rel`` from entries named by basename (a name a directory cannot hold
+    is refused, as in :func:`named_entries`)."""
+    out = []
+    for e in found:
+        if b"/" in e.rel or b"\0" in e.rel or e.rel in (b"", b".", b".."):
+            rejected.append(f"{show(rel + b'/' + e.rel)}: a name no directory can hold ('/', NUL or a dot name)")
+            continue
+        out.append(encode(e.rel, e.kind, e.size, e.mtime_ns))
+    return b"".join(out)
+
+
 def named_entries(rel: bytes, found: Iterable[RawEntry], rejected: list[str]) -> list[RawEntry]:
     """Entries of directory ``rel`` (named by basename) renamed relative to the root. A basename with
     '/' or NUL, or a dot name, is refused: a server that lists one is lying, and joining it into a path
@@ -94,9 +155,10 @@ def named_entries(rel: bytes, found: Iterable[RawEntry], rejected: list[str]) ->
     return out
 
 
-def scan_plan(listdir, root: bytes, known: Mapping[bytes, int]) -> RawScan:
+def scan_plan(listdir, root: bytes, known: Mapping[bytes, int], listblob=None) -> RawScan:
     """Walk a Maildir with ``listdir(path) -> [RawEntry named by basename]``, the shape every transport
-    shares: the root, each ``.folder``, and each folder's ``cur``/``new``. ``listdir`` raises OSError."""
+    shares: the root, each ``.folder``, and each folder's ``cur``/``new``. ``listdir`` raises OSError.
+    ``listblob(path) -> bytes`` reads a cur/new straight into records (default: through ``listdir``)."""
     out = RawScan()
 
     def visit(rel: bytes) -> list[RawEntry] | None:
@@ -109,8 +171,20 @@ def scan_plan(listdir, root: bytes, known: Mapping[bytes, int]) -> RawScan:
             out.errors.append(f"{rel.decode(errors='backslashreplace')}: {e.strerror or e}")
             return None
         named = named_entries(rel, found, out.rejected)
-        out.entries.extend(named)
+        out.tops.extend(named)
         return named
+
+    def visit_dir(rel: bytes) -> None:
+        path = root + b"/" + rel
+        try:
+            if listblob is not None:
+                out.dirs[rel] = listblob(path)
+                return
+            found = listdir(path)
+        except OSError as e:
+            out.errors.append(f"{rel.decode(errors='backslashreplace')}: {e.strerror or e}")
+            return
+        out.dirs[rel] = blob_of(rel, found, out.rejected)
 
     def visit_folder(rel: bytes, entries: list[RawEntry]) -> None:
         for e in entries:
@@ -119,7 +193,7 @@ def scan_plan(listdir, root: bytes, known: Mapping[bytes, int]) -> RawScan:
                 if known.get(e.rel) == e.mtime_ns:
                     out.unchanged.add(e.rel)
                 else:
-                    visit(e.rel)
+                    visit_dir(e.rel)
 
     top = visit(b"")
     assert top is not None
@@ -154,12 +228,25 @@ def local_listdir(path: bytes) -> list[RawEntry]:
     return out
 
 
+def local_listblob(path: bytes) -> bytes:
+    """A local cur/new as records (a stat each: a source's sizes and mtimes are what we compare)."""
+    out = []
+    with os.scandir(path) as it:
+        for d in it:
+            try:
+                st = d.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            out.append(encode(d.name, _kind(st.st_mode), st.st_size, st.st_mtime_ns))
+    return b"".join(out)
+
+
 class LocalSource:
     """A source that is a directory on this host (a mounted disk, an exploded backup, tests)."""
 
     def scan(self, root: bytes, known: Mapping[bytes, int]) -> RawScan:
         now = time.time_ns()
-        out = scan_plan(local_listdir, root, known)
+        out = scan_plan(local_listdir, root, known, local_listblob)
         out.now_ns = now
         return out
 

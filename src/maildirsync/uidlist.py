@@ -11,7 +11,7 @@ Pure: bytes in, bytes out; the executor does the I/O under Dovecot's lock (:mod:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional
+from typing import Callable, Dict, Iterable, List, Optional
 
 from .compat import SLOTS
 from .maildir import folder_display
@@ -153,15 +153,15 @@ def merge(
     has_index: bool = False,
     folder: bytes = b"",
     dst_raw: Optional[bytes] = None,
-    on_source: Optional[Iterable[bytes]] = None,
+    on_source: Optional[Callable[[bytes], bool]] = None,
 ) -> Merged:
     """The destination's ``dovecot-uidlist`` after a run.
 
     ``present``: the destination folder's messages after the run, base -> file name. ``ours``: the bases
     among them that this tool placed (or adopted); any other is mail of the destination's own, and from it
     on the destination's numbering is the one clients know (``own``). ``dst_raw``: the destination's file
-    as it is; ``uidlist`` comes back None when writing would not change a byte of it. ``on_source``: the
-    bases the source holds now, numbered or not (default: those its file numbers).
+    as it is; ``uidlist`` comes back None when writing would not change a byte of it. ``on_source``: does
+    the source hold this base now, numbered or not (default: those its file numbers)?
 
     Before that (every message ours) the destination says exactly what the source says: UIDVALIDITY, next
     UID, each message's UID; if the destination's Dovecot numbered messages otherwise, ``reindex`` asks for
@@ -218,7 +218,7 @@ def _changed(out: Uidlist, dst: Uidlist) -> Optional[Uidlist]:
 
 
 def _mirror(src: Uidlist, dst: Optional[Uidlist], present: Dict[bytes, bytes], version: int,
-            on_source: Optional[Iterable[bytes]] = None) -> Uidlist:
+            on_source: Optional[Callable[[bytes], bool]] = None) -> Uidlist:
     """The source's numbering for the messages the destination holds, in ``version``."""
     keep_raw = version == src.version
     theirs = dst.by_base() if dst is not None and not keep_raw else {}
@@ -240,9 +240,10 @@ def _mirror(src: Uidlist, dst: Optional[Uidlist], present: Dict[bytes, bytes], v
         # touched there, a conflict copy): they keep the UID the destination gave them, unless the source
         # gave it to another message since. One the source has but has not numbered yet gets the UID the
         # source will give it, not the destination's.
-        on_src = {e.base for e in src.entries} | set(on_source or ())
+        numbered = {e.base for e in src.entries}
         taken = {e.uid for e in src.entries}
-        kept = [e for e in dst.entries if e.base in present and e.base not in on_src and e.uid not in taken]
+        kept = [e for e in dst.entries if e.base in present and e.base not in numbered and e.uid not in taken
+                and not (on_source is not None and on_source(e.base))]  # fmt: skip
         if kept:
             keep = version == dst.version
             entries = sorted(entries + [_as(e, version, present[e.base], keep) for e in kept], key=lambda e: e.uid)

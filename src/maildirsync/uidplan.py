@@ -9,7 +9,7 @@ Dovecot may have delivered meanwhile); :class:`UidsCtx` carries what it needs fo
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Set, Tuple
+from typing import Callable, Dict, Optional, Set, Tuple
 
 from . import maildir, uidlist
 from .compat import SLOTS
@@ -29,7 +29,7 @@ class UidsCtx:
     src: Optional[Uidlist]
     src_stamp: Tuple[int, int]  # size, mtime of the source file as read
     ours: Set[bytes]  # destination bases this tool placed or adopted, the plan's included
-    on_source: Set[bytes] = field(default_factory=set)  # the bases the source's folder holds
+    on_source: Callable[[bytes], bool] = bool  # does the source's folder hold this base (numbered or not)?
     own_before: bool = False
     uidvalidity_ours: Optional[int] = None
     merged: Optional[Merged] = None  # the planned merge; the executor replaces it with the one it made
@@ -46,9 +46,10 @@ def parse_or_note(data: Optional[bytes], what: str, folder: bytes, sep: bytes, n
         return None
 
 
-def final_names(plan: Plan, folder: bytes, dst: Optional[Folder], sep: bytes) -> Dict[bytes, bytes]:
-    """base -> file name of the destination folder's messages once ``plan`` is applied."""
-    names = {b: m.name for b, m in dst.msgs.items()} if dst is not None else {}
+def final_names(plan: Plan, folder: bytes, names: Dict[bytes, bytes], sep: bytes) -> Dict[bytes, bytes]:
+    """base -> file name of the destination folder's messages once ``plan`` is applied (``names``: as
+    they are now, all of them)."""
+    names = dict(names)
 
     def base(w) -> bytes:
         return maildir.parse_name(w[1], sep).base
@@ -68,9 +69,15 @@ def final_names(plan: Plan, folder: bytes, dst: Optional[Folder], sep: bytes) ->
     return names
 
 
-def plan_uids(plan: Plan, inp: Inputs, lists: Dict[bytes, Tuple[Optional[bytes], Optional[bytes], Tuple[int, int]]]) -> None:
+def plan_uids(plan: Plan, inp: Inputs, lists: Dict[bytes, Tuple[Optional[bytes], Optional[bytes], Tuple[int, int]]],
+              names_of: Optional[Callable[[bytes], Dict[bytes, bytes]]] = None,
+              fresh_of: Optional[Callable[[bytes], Optional[Set[bytes]]]] = None,
+              on_source_of: Optional[Callable[[bytes], Callable[[bytes], bool]]] = None) -> None:
     """Add each folder's UID merge to ``plan``. ``lists``: folder -> (source file, destination file,
-    source stamp), for the folders whose UID list needs a look (changed on either side)."""
+    source stamp), for the folders whose UID list needs a look (changed on either side). ``names_of``:
+    folder -> base -> name of all the destination holds there (default: its listing in the inputs);
+    ``fresh_of``: folder -> the bases new on the destination since the last run (None: any may be);
+    ``on_source_of``: folder -> is this base on the source? (default: in its listing in the inputs)."""
     sep = plan.sep
     placed: Dict[bytes, Set[bytes]] = {}  # what this plan puts (or adopts) in each folder
     for a in plan.actions:
@@ -83,14 +90,22 @@ def plan_uids(plan: Plan, inp: Inputs, lists: Dict[bytes, Tuple[Optional[bytes],
         dst = parse_or_note(dst_data, "destination", folder, sep, notes)
         df = inp.dst.folders.get(folder)
         recs = inp.recs.get(folder, {})
-        ours = {maildir.parse_name(r.dst_name, sep).base for r in recs.values()}
-        ours |= placed.get(folder, set())
-        present = final_names(plan, folder, df, sep)
+        now = names_of(folder) if names_of is not None else ({b: m.name for b, m in df.msgs.items()} if df else {})
+        present = final_names(plan, folder, now, sep)
+        # Mail of the destination's own: what it holds that we neither placed nor adopted. Of a folder
+        # planned by its changes alone, only a name new there since the last run can be.
+        fresh = fresh_of(folder) if fresh_of is not None else None
+        mine = {maildir.parse_name(r.dst_name, sep).base for r in recs.values() if r.dst_name} | placed.get(folder, set())
+        theirs = {b for b in (present if fresh is None else fresh) if b in present and b not in mine}
+        # Ours: what the destination holds now or will hold once the plan is applied, but theirs. (The
+        # executor merges at every landing, while messages the plan deletes are still there.)
+        ours = (set(now) | set(present)) - theirs
         state = inp.states.get(folder) or FolderState()
         if src is not None and dst is not None and dst.version == 1:
             _backup_leftovers(plan, inp, folder, src, dst, present, ours, df)
+            theirs -= ours
         sf = inp.src.folders.get(folder)
-        on_source = set(sf.msgs) if sf is not None else set()
+        on_source = on_source_of(folder) if on_source_of is not None else set(sf.msgs if sf is not None else ()).__contains__
         ctx = UidsCtx(src, stamp, ours, on_source, state.uids_own, state.uidvalidity, notes=notes)
         ctx.merged = uidlist.merge(
             src, dst, present, ours, own_before=state.uids_own, uidvalidity_ours=state.uidvalidity,
@@ -98,7 +113,6 @@ def plan_uids(plan: Plan, inp: Inputs, lists: Dict[bytes, Tuple[Optional[bytes],
             on_source=on_source,
         )  # fmt: skip
         plan.uids[folder] = ctx
-        theirs = [b for b in present if b not in ours]
         if theirs and not state.uids_own:
             notes.append(
                 f"{maildir.folder_display(folder)}: {len(theirs)} message(s) on the destination were not placed by "

@@ -9,7 +9,8 @@ import tarfile
 import pytest
 
 from maildirsync.ssh.errors import ProtocolError
-from maildirsync.ssh.execsrc import parse_find_errors, parse_mtime, parse_records, shq
+from maildirsync.ssh.execsrc import _parse_multi, parse_find_errors, parse_mtime, parse_top, shq
+from maildirsync.transport import RawScan, records
 from maildirsync.ssh.knownhosts import _host_matches
 from maildirsync.ssh.tarstream import parse_header, parse_pax
 
@@ -26,12 +27,25 @@ def test_parse_mtime(text, ns):
     assert parse_mtime(text) == ns
 
 
-def test_parse_records_names_with_spaces_newlines_and_8bit():
-    out = []
-    parse_records(b"f 12 1700000000.5000000000 ./cur/a b\nc\xff:2,S\0d 4096 1.0 ./.Sent\0l 3 2 ./x\0", out)
-    assert [(e.rel, e.kind, e.size, e.mtime_ns) for e in out] == [
+def test_parse_top_names_with_spaces_newlines_and_8bit():
+    got = [parse_top(r) for r in (b"f 12 1700000000.5000000000 ./cur/a b\nc\xff:2,S", b"d 4096 1.0 ./.Sent", b"l 3 2 ./x")]
+    assert [(e.rel, e.kind, e.size, e.mtime_ns) for e in got] == [
         (b"cur/a b\nc\xff:2,S", "f", 12, 1_700_000_000_500_000_000),
         (b".Sent", "d", 4096, 1_000_000_000), (b"x", "l", 3, 2_000_000_000)]
+
+
+def test_the_listing_stream_splits_into_tops_and_the_records_of_each_cur_and_new():
+    """Second pass: each directory's own line, then its entries as records; a directory inside a cur is
+    one of its entries (kind d), and the records after it still belong to the cur."""
+    data = (b"/D 1700000000.25\0/R 0\0/d 4096 1.0 ./cur\0a b\nc:2,S/12/1700000000.5\0\x01lln/3/2.0\0"
+            b"/d 4096 3.0 ./cur/sub\0z/1/1.0\0/d 4096 1.0 ./.Sent/new\0/S 0\0/E \0")
+    outs = [RawScan()]
+    assert _parse_multi(b"\0" + data, outs, [(0, b"/root", "find")], dirs=True) == 1_700_000_000_250_000_000
+    (out,) = outs
+    assert set(out.dirs) == {b"cur", b".Sent/new"} and out.dirs[b".Sent/new"] == b""
+    assert set(records(out.dirs[b"cur"])) == {b"a b\nc:2,S/12/1700000000.5", b"\x01lln/3/2.0", b"\x01dsub/4096/3.000000000",
+                                                b"z/1/1.0"}
+    assert {(e.rel, e.kind) for e in out.entries} >= {(b"cur/a b\nc:2,S", "f"), (b"cur/ln", "l"), (b"cur/sub", "d")}
 
 
 @pytest.mark.parametrize("line, want", [

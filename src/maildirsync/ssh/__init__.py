@@ -11,6 +11,22 @@ from pathlib import Path
 # cryptography warns, on import, that it will drop Python 3.8: NethServer 7's Python. Not the user's business.
 warnings.filterwarnings("ignore", message="Python 3.8 is no longer supported")
 
+
+def _import_asyncssh() -> None:
+    """asyncssh looks for liboqs (for sntrup761 key exchange, which we never offer) with
+    ctypes.util.find_library, which runs ldconfig and gcc: a twentieth of a second at every start."""
+    import ctypes.util
+
+    find = ctypes.util.find_library
+    ctypes.util.find_library = lambda name: None if name in ("oqs", "liboqs") else find(name)
+    try:
+        import asyncssh  # noqa: F401
+    finally:
+        ctypes.util.find_library = find
+
+
+_import_asyncssh()
+
 from .connection import DEFAULT_KEY, DEFAULT_KNOWN_HOSTS, STATE_DIR, Connection, Target
 from .errors import (
     AuthError,
@@ -59,8 +75,9 @@ def open_source(
                     accept_new, connect_timeout)
     conn = Connection(target, retries=retries, retry_delay=retry_delay, max_channels=max_channels).open()
     try:
-        if transport != "sftp" and conn.run(probe(conn)):
-            return ExecSource(conn)
+        tools = conn.run(probe(conn)) if transport != "sftp" else None
+        if tools is not None:
+            return ExecSource(conn, tools=tools)
         if transport == "exec":
             raise SshError(f"{target.name} cannot run find and tar (an sftp-only account?): use --transport sftp")
         return SftpSource(conn)

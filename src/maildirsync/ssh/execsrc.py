@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import zlib
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import asyncssh
 
-from ..transport import CHUNK, DIR, FILE, LINK, OTHER, Fetched, RawEntry, RawScan, SourceError
+from ..transport import CHUNK, DIR, FILE, LINK, OTHER, Fetched, RawEntry, RawScan, SourceError, encode, parse_mtime
 from .bridge import Abandoned, Pipe
 from .connection import LOST, Connection
 from .errors import ProtocolError
@@ -28,14 +29,14 @@ _KIND = {b"f": FILE, b"d": DIR, b"l": LINK, b"o": OTHER}
 
 # One -printf per type rather than %y, which GNU find 4.2 may lack. NUL-terminated: names may hold
 # newlines. %T@ is seconds with an optional fraction, parsed exactly by parse_mtime.
-PRINT = (r"\( -type f -printf 'f %s %T@ %p\0' -o -type d -printf 'd %s %T@ %p\0'"
-         r" -o -type l -printf 'l %s %T@ %p\0' -o -printf 'o %s %T@ %p\0' \)")
-# What scan_plan never descends into: top-level directories other than cur, new and .folders (so tmp/);
-# directories inside the top-level cur/new; directories in a folder other than its cur/new.
-PRUNE_FULL = (r"\( \( -type d ! -path './*/*' ! -name cur ! -name new ! -name '.*' -prune \)"
-              r" -o \( -type d -path './*/*' ! -path './.*' -prune \)"
-              r" -o \( -type d -path './.*/*' ! -name cur ! -name new -prune \) -o -true \)")
-# First pass of an incremental scan: the root and the folders, not any cur/new yet.
+# The root's and the folders' own entries print as "/<type> <size> <mtime> <path>": a '/' first, which no
+# entry of a cur/new can start with. Those print as the records of transport.encode, straight into the
+# bytes the engine compares with the last run's, and follow their directory's own line.
+TOP = (r"\( -type f -printf '/f %s %T@ %p\0' -o -type d -printf '/d %s %T@ %p\0'"
+       r" -o -type l -printf '/l %s %T@ %p\0' -o -printf '/o %s %T@ %p\0' \)")
+MSGS = (r"\( -type d -printf '/d %s %T@ %p\0' -o -type f -printf '%f/%s/%T@\0'"
+        r" -o -type l -printf '\001l%f/%s/%T@\0' -o -printf '\001o%f/%s/%T@\0' \)")
+# First pass: the root and the folders, not any cur/new yet.
 PRUNE_TOP = r"\( \( -type d ! -path './*/*' ! -name '.*' -prune \) -o -true \)"
 PROLOGUE = "LC_ALL=C; export LC_ALL; cd {root} || exit %d; " % ROOT_MISSING
 
@@ -49,20 +50,10 @@ def shq(b: bytes) -> str:
     return "'" + s.replace("'", "'\\''") + "'"
 
 
-def parse_mtime(s: bytes) -> int:
-    """``1700000000.1234567890`` -> ns, exactly (a float would round the last digits)."""
-    neg = s.startswith(b"-")
-    sec, _, frac = s.lstrip(b"-").partition(b".")
-    ns = int(sec) * 1_000_000_000 + int((frac + b"000000000")[:9])
-    return -ns if neg else ns
-
-
-def parse_records(data: bytes, out: list[RawEntry]) -> None:
-    for rec in data.split(b"\0"):
-        if not rec:
-            continue
-        t, size, mtime, path = rec.split(b" ", 3)
-        out.append(RawEntry(path[2:] if path.startswith(b"./") else path, _KIND[t], int(size), parse_mtime(mtime)))
+def parse_top(rec: bytes) -> RawEntry:
+    """``<type> <size> <mtime> ./<path>`` (the leading '/' already taken off)."""
+    t, size, mtime, path = rec.split(b" ", 3)
+    return RawEntry(path[2:] if path.startswith(b"./") else path, _KIND[t], int(size), parse_mtime(mtime))
 
 
 def parse_find_errors(stderr: bytes) -> list[tuple[bytes | None, str]]:
@@ -100,12 +91,18 @@ class ExecSource:
 
     transport = "exec"
 
-    def __init__(self, conn: Connection, *, owns_connection: bool = True) -> None:
+    def __init__(self, conn: Connection, *, owns_connection: bool = True, tools: Tools | None = None,
+                 gentle: bool = True) -> None:
         from .sftp import SftpSource
 
         self.c = conn
         self._owns = owns_connection
         self._sftp = SftpSource(conn, owns_connection=False)
+        tools = tools or Tools()
+        self.gzip = tools.gzip
+        # The source is a production mail server while this runs: our find and tar run at the lowest CPU
+        # and I/O priority it allows.
+        self.nice = ("nice -n 19 " if tools.nice and gentle else "") + ("ionice -c 3 " if tools.ionice and gentle else "")
 
     # -- running a command
     async def _run(self, cmd: str, stdin: bytes = b"", on_stdout=None) -> tuple[int | None, bytes, bytes]:
@@ -149,22 +146,20 @@ class ExecSource:
         return self.c.run(self._ascan_many(list(requests)))
 
     async def _ascan_many(self, requests) -> list[RawScan | SourceError]:
+        """Two commands for every mailbox asked: the roots' and folders' own entries (directory stamps,
+        control files), then the cur/new whose mtime differs from the one known."""
         outs: list[RawScan | SourceError] = [RawScan() for _ in requests]
-        full = [i for i, (_, known) in enumerate(requests) if not known]
-        top = [i for i, (_, known) in enumerate(requests) if known]
         now = await self._multi(
-            [(i, requests[i][0], f"find . -mindepth 1 -maxdepth 3 {PRINT} {PRUNE_FULL}") for i in full]
-            + [(i, requests[i][0], f"find . -mindepth 1 -maxdepth 2 {PRINT} {PRUNE_TOP}") for i in top],
+            [(i, root, f"find . -mindepth 1 -maxdepth 2 {TOP} {PRUNE_TOP}") for i, (root, _) in enumerate(requests)],
             outs,
         )
         second = []
-        for i in top:
+        for i, (root, known) in enumerate(requests):
             out = outs[i]
             if isinstance(out, SourceError):
                 continue
-            known = requests[i][1]
             todo = []
-            for e in out.entries:
+            for e in out.tops:
                 name = e.rel.rsplit(b"/", 1)[-1]
                 if e.kind == DIR and name in (b"cur", b"new") and (e.rel.count(b"/") == 0 or e.rel.startswith(b".")):
                     if known.get(e.rel) == e.mtime_ns:
@@ -172,61 +167,40 @@ class ExecSource:
                     else:
                         todo.append(shq(b"./" + e.rel))
             if todo:
-                second.append((i, requests[i][0], f"find {' '.join(todo)} -mindepth 1 -maxdepth 1 {PRINT}"))
+                second.append((i, root, f"find {' '.join(todo)} -maxdepth 1 {MSGS}"))
         if second:
-            await self._multi(second, outs)
+            await self._multi(second, outs, dirs=True)
         for out in outs:
             if isinstance(out, RawScan):
                 out.now_ns = now
         return outs
 
-    async def _multi(self, work: list[tuple[int, bytes, str]], outs: list) -> int | None:
-        """Run one find per (index, root, command) in a single script; records of each land in outs[index].
-        Framing (all NUL-terminated): ``D <date>``, then per root ``R <index>``, its find records, and
-        ``S <status>`` + ``E <stderr>``, or ``M`` when the root cannot be entered."""
+    async def _multi(self, work: list[tuple[int, bytes, str]], outs: list, dirs: bool = False) -> int | None:
+        """Run one find per (index, root, command) in a single script; what each finds lands in
+        outs[index]. Framing: every line of ours and every top entry starts with '/' after a NUL:
+        ``/D <date>``, then per root ``/R <index>``, its find output, ``/S <status>`` and ``/E <stderr>``,
+        or ``/M`` when the root cannot be entered. Compressed with gzip where the source has it."""
         if not work:
             return None
-        lines = ["LC_ALL=C; export LC_ALL", "printf 'D %s\\000' \"$(date '+%s.%N')\""]
+        lines = ["LC_ALL=C; export LC_ALL", "printf '/D %s\\000' \"$(date '+%s.%N')\""]
         for i, root, cmd in work:
             lines.append(
-                f"printf 'R %d\\000' {i}; if cd {shq(root)} 2>/dev/null; then "
-                f"{{ e=$({cmd} 2>&1 >&3); printf 'S %d\\000E %s\\000' \"$?\" \"$e\"; }} 3>&1; "
-                f"else printf 'M\\000'; fi"
+                f"printf '/R %d\\000' {i}; if cd {shq(root)} 2>/dev/null; then "
+                f"{{ e=$({cmd} 2>&1 >&3); printf '/S %d\\000/E %s\\000' \"$?\" \"$e\"; }} 3>&1; "
+                f"else printf '/M\\000'; fi"
             )
-        script = ("\n".join(lines) + "\n").encode()
-        status, data, err = await self._run("sh -s", stdin=script)
+        body = "\n".join(lines)
+        if self.gzip:
+            body = "{\n" + body + "\n} | gzip -1 -c"
+        status, data, err = await self._run(self.nice + "sh -s", stdin=(body + "\n").encode())
         if status != 0:
             raise ProtocolError(f"listing script failed with status {status}: {err.decode(errors='replace')[:200]}")
-        now = None
-        cur = None
-        for rec in data.split(b"\0"):
-            if not rec:
-                continue
-            tag = rec[:1]
-            if tag == b"D":
-                try:
-                    now = parse_mtime(rec[2:].strip())
-                except ValueError:
-                    now = None
-            elif tag == b"R":
-                cur = int(rec[2:])
-                outs[cur] = outs[cur] if isinstance(outs[cur], RawScan) else RawScan()
-            elif tag == b"M":
-                outs[cur] = SourceError(f"cannot read {work_root(work, cur)}: no such directory or no permission")
-            elif tag == b"S":
-                st = int(rec[2:])
-            elif tag == b"E":
-                if isinstance(outs[cur], RawScan):
-                    fatal = _collect_errors(rec[2:], outs[cur], st)
-                    if fatal is not None:
-                        outs[cur] = SourceError(f"cannot read {work_root(work, cur)}: {fatal}")
-            else:
-                t, size, mtime, path = rec.split(b" ", 3)
-                if isinstance(outs[cur], RawScan):
-                    outs[cur].entries.append(
-                        RawEntry(path[2:] if path.startswith(b"./") else path, _KIND[t], int(size), parse_mtime(mtime))
-                    )
-        return now
+        if self.gzip:
+            try:
+                data = zlib.decompress(data, 31)
+            except zlib.error as e:
+                raise ProtocolError(f"the listing from the source is not what gzip writes: {e}") from None
+        return _parse_multi(b"\0" + data, outs, work, dirs)
 
     def scan(self, root: bytes, known: Mapping[bytes, int]) -> RawScan:
         (out,) = self.scan_many([(root, known)])
@@ -261,7 +235,7 @@ class ExecSource:
 
     async def _tar(self, conn, root: bytes, todo: deque, partial: list, pipe: Pipe, nested: bool = False) -> None:
         """Stream ``todo`` (consumed as files are delivered) through one ``tar`` on the source."""
-        cmd = PROLOGUE.format(root=shq(root)) + "exec tar -cf - --format=gnu --no-recursion --null -T -"
+        cmd = PROLOGUE.format(root=shq(root)) + f"exec {self.nice}tar -cf - --format=gnu --no-recursion --null -T -"
         proc = await conn.create_process(cmd, encoding=None)
         async with proc:
             errs = asyncio.ensure_future(proc.stderr.read())
@@ -388,19 +362,77 @@ class ExecSource:
             self.c.close()
 
 
-PROBE = "echo maildirsync-probe; find / -maxdepth 0 -printf 'find-ok\\n'; tar --version | head -n 1"
+PROBE = ("echo maildirsync-probe; find / -maxdepth 0 -printf 'find-ok\\n'; tar --version | head -n 1; "
+         "echo x | gzip -1 -c >/dev/null 2>&1 && echo gzip-ok; "
+         "nice -n 19 true 2>/dev/null && echo nice-ok; ionice -c 3 true 2>/dev/null && echo ionice-ok")
 
 
-async def probe(conn: Connection, timeout: float = 15.0) -> bool:
-    """Can this account run GNU find and GNU tar? An sftp-only account (ForceCommand internal-sftp)
-    answers an exec request with an SFTP server, which sees EOF on stdin and says nothing."""
+@dataclass
+class Tools:
+    """What the source account can run: find and tar are needed, gzip and nice/ionice are used if there."""
+
+    gzip: bool = False
+    nice: bool = False
+    ionice: bool = False
+
+
+async def probe(conn: Connection, timeout: float = 15.0) -> Tools | None:
+    """Can this account run GNU find and GNU tar (None if not)? An sftp-only account (ForceCommand
+    internal-sftp) answers an exec request with an SFTP server, which sees EOF on stdin and says nothing."""
     src = ExecSource(conn, owns_connection=False)
     try:
         status, out, _ = await asyncio.wait_for(src._run(PROBE), timeout)
     except (asyncio.TimeoutError, asyncssh.Error, OSError):
-        return False
+        return None
     lines = out.splitlines()
-    return status == 0 and lines[:2] == [b"maildirsync-probe", b"find-ok"] and b"GNU tar" in b"".join(lines[2:3])
+    if not (status == 0 and lines[:2] == [b"maildirsync-probe", b"find-ok"] and b"GNU tar" in b"".join(lines[2:3])):
+        return None
+    return Tools(b"gzip-ok" in lines, b"nice-ok" in lines, b"ionice-ok" in lines)
+
+
+def _parse_multi(data: bytes, outs: list, work, dirs: bool) -> int | None:
+    now = None
+    cur = st = None
+    out: RawScan | None = None
+    rel = None  # the cur/new whose records follow
+    for chunk in data.split(b"\0/"):
+        if not chunk:
+            continue
+        head, _, rest = chunk.partition(b"\0")
+        tag = head[:1]
+        if tag == b"D":
+            try:
+                now = parse_mtime(head[2:].strip())
+            except ValueError:
+                now = None
+        elif tag == b"R":
+            cur = int(head[2:])
+            out = outs[cur] if isinstance(outs[cur], RawScan) else None
+            rel = None
+        elif tag == b"M":
+            outs[cur] = SourceError(f"cannot read {work_root(work, cur)}: no such directory or no permission")
+            out = None
+        elif tag == b"S":
+            st = int(head[2:])
+        elif tag == b"E":
+            if out is not None:
+                fatal = _collect_errors(head[2:], out, st)
+                if fatal is not None:
+                    outs[cur] = SourceError(f"cannot read {work_root(work, cur)}: {fatal}")
+                    out = None
+        elif out is not None:
+            e = parse_top(head)
+            if not dirs:
+                out.tops.append(e)
+            elif rel is not None and e.rel.startswith(rel + b"/"):
+                # A directory inside a cur/new: one of its entries, not messages of its own.
+                out.dirs[rel] += encode(e.rel[len(rel) + 1 :], DIR, e.size, e.mtime_ns)
+            else:
+                rel = e.rel
+                out.dirs[rel] = b""
+            if rest and dirs and rel is not None:
+                out.dirs[rel] += rest + b"\0"
+    return now
 
 
 def work_root(work: list[tuple[int, bytes, str]], i: int) -> str:

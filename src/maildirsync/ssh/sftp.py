@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping, Sequence
 
 import asyncssh
 
-from ..transport import CHUNK, DIR, FILE, LINK, OTHER, Fetched, RawEntry, RawScan, SourceError, named_entries
+from ..transport import CHUNK, DIR, FILE, LINK, OTHER, Fetched, RawEntry, RawScan, SourceError, blob_of, named_entries
 from .bridge import Abandoned, Pipe
 from .connection import LOST, Connection
 from .stream import fetched_from
@@ -59,20 +59,23 @@ async def ascan_plan(alistdir, root: bytes, known: Mapping[bytes, int], concurre
     out = RawScan()
     sem = asyncio.Semaphore(concurrency)
 
-    async def visit(rel: bytes):
+    async def visit(rel: bytes, messages: bool = False):
         path = root + b"/" + rel if rel else root
         async with sem:
             try:
                 found = await alistdir(path)
             except OSError as e:
                 return e
-        return named_entries(rel, found, out.rejected)
+        return blob_of(rel, found, out.rejected) if messages else named_entries(rel, found, out.rejected)
 
     def take(rel: bytes, res) -> list[RawEntry] | None:
         if isinstance(res, OSError):
             out.errors.append(f"{rel.decode(errors='backslashreplace')}: {res.strerror or res}")
             return None
-        out.entries.extend(res)
+        if isinstance(res, bytes):
+            out.dirs[rel] = res
+            return None
+        out.tops.extend(res)
         return res
 
     def maildirs(entries: list[RawEntry]) -> list[bytes]:
@@ -88,14 +91,14 @@ async def ascan_plan(alistdir, root: bytes, known: Mapping[bytes, int], concurre
     top = await visit(b"")
     if isinstance(top, OSError):
         raise SourceError(f"cannot read {root.decode(errors='backslashreplace')}: {top.strerror or top}")
-    out.entries.extend(top)
+    out.tops.extend(top)
     folders = [e.rel for e in top if e.kind == DIR and e.rel.startswith(b".") and e.rel not in (b".", b"..")]
     root_dirs = maildirs(top)
-    listed = await asyncio.gather(*(visit(r) for r in root_dirs + folders))
+    listed = await asyncio.gather(*(visit(r, True) for r in root_dirs), *(visit(r) for r in folders))
     folder_res = listed[len(root_dirs):]
     # The folders' cur/new are known only once the folders are listed: a second round.
     sub_dirs = [maildirs(r) if not isinstance(r, OSError) else [] for r in folder_res]
-    sub_listed = iter(await asyncio.gather(*(visit(d) for ds in sub_dirs for d in ds)))
+    sub_listed = iter(await asyncio.gather(*(visit(d, True) for ds in sub_dirs for d in ds)))
     # Assemble in scan_plan's order: root, its cur/new, then each folder followed by its cur/new.
     for rel, res in zip(root_dirs, listed):
         take(rel, res)
