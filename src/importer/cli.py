@@ -88,6 +88,10 @@ def guarded(fn):
     return wrapper
 
 
+_PASSWD_HELP = ("the destination's users, as `getent passwd` prints them (default: this host's user database), "
+                "for the predictions and the check after the import")
+
+
 @app.command()
 @guarded
 def explode(
@@ -133,10 +137,12 @@ def inspect(
         inspect_mod.DEFAULT_DEST_ROOT, "--dest-root", help="destination mailboxes: <dest-root>/<user>@<domain>/Maildir"
     ),
     domain: Optional[str] = typer.Option(None, "--domain", help="mail domain (default: DomainName of the backup)"),
+    passwd: Optional[str] = typer.Option(None, "--passwd", metavar="FILE", help=_PASSWD_HELP),
 ) -> None:
     """Show what will migrate: users and mailboxes, groups, pseudonyms, domains,
-    forwards, mail settings, custom templates, features to install, pitfalls."""
-    inv = inspect_mod.inspect_tree(dir, dest_root=dest_root, domain=domain)
+    forwards, mail settings, custom templates, features to install, the Maildirs
+    no user owns, what migration-import will skip, pitfalls."""
+    inv = inspect_mod.inspect_tree(dir, dest_root=dest_root, domain=domain, passwd=passwd)
     if json_out:
         print(inspect_mod.to_json(inv))
     else:
