@@ -18,7 +18,8 @@ Exit codes:
   node, fifo), truncated or corrupt, a non-empty DIR without ``--force``, a
   DIR that is not an exploded backup;
 * ``3`` -- ``mailboxes -n`` only: the dry run found mail to copy;
-* ``4`` -- ``mailboxes`` only: another maildirsync run holds the index;
+* ``4`` -- another run holds what this one needs: maildirsync's index
+  (``mailboxes``, ``all``), or the tree (``run``, ``all``);
 * ``130`` -- interrupted (Ctrl-C).
 
 Errors are one message and a hint, never a traceback (set
@@ -29,17 +30,21 @@ Progress goes to standard error, results to standard output.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import sys
+from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-from importer import EXIT_FAILED, EXIT_OK, events, inspect as inspect_mod, report
+from importer import EXIT_FAILED, EXIT_OK, events, importing, report, systemlog
 from importer import archive as archive_mod
+from importer import inspect as inspect_mod
 from importer import mailboxes as mailboxes_mod
 from importer.errors import BadInputError, ImporterError
 from importer.progress import human, make_progress
+from importer.state import TreeState
 
 app = typer.Typer(
     name="maildirsync-import",
@@ -88,6 +93,8 @@ def guarded(fn):
     return wrapper
 
 
+_EVENTS_DIR_HELP = (f"run the handlers of <events-dir>/{events.EVENT}/ with the built-in runner "
+                    f"(default when {events.SIGNAL_EVENT} is absent: {events.DEFAULT_EVENTS_DIR})")
 _PASSWD_HELP = ("the destination's users, as `getent passwd` prints them (default: this host's user database), "
                 "for the predictions and the check after the import")
 
@@ -154,55 +161,60 @@ def _print_action(a: events.ActionResult, i: int, n: int) -> None:
     _err(f"[{i}/{n}] {a.name}: {a.status} in {a.seconds:.1f}s{tail}")
 
 
+def _import_options(events_dir, signal_event, syslog, passwd) -> importing.ImportOptions:
+    return importing.ImportOptions(events_dir=events_dir, signal_event=signal_event, syslog=syslog, passwd=passwd)
+
+
 @app.command()
 @guarded
 def run(
     dir: str = typer.Argument(..., metavar="DIR", help="the exploded backup"),
-    events_dir: Optional[str] = typer.Option(
-        None,
-        "--events-dir",
-        help=f"run the handlers of <events-dir>/{events.EVENT}/ with the built-in runner "
-        f"(default when {events.SIGNAL_EVENT} is absent: {events.DEFAULT_EVENTS_DIR})",
-    ),
+    events_dir: Optional[str] = typer.Option(None, "--events-dir", help=_EVENTS_DIR_HELP),
     signal_event: str = typer.Option(events.SIGNAL_EVENT, "--signal-event", help="NethServer's signal-event program"),
-    syslog: str = typer.Option(report.SYSLOG, "--syslog", help="system log scanned for the run's time window"),
-    json_out: bool = typer.Option(False, "--json", help="print the report as JSON"),
+    syslog: str = typer.Option(systemlog.SYSLOG, "--syslog",
+                               help="system log holding the actions' lines (the journal is read when it cannot be)"),
+    json_out: bool = typer.Option(False, "--json", help="print the checks and the report as JSON"),
     dest_root: str = typer.Option(inspect_mod.DEFAULT_DEST_ROOT, "--dest-root", help="destination mailboxes root"),
     domain: Optional[str] = typer.Option(None, "--domain", help="mail domain (default: DomainName of the backup)"),
+    passwd: Optional[str] = typer.Option(None, "--passwd", metavar="FILE", help=_PASSWD_HELP),
 ) -> None:
-    """Signal migration-import on DIR and report every failure.
+    """Signal migration-import on DIR, once, and report every failure.
 
-    Checks first (the databases exist, DIR is readable, what inspect warns about),
-    then runs signal-event -j when installed, else the built-in runner.
+    Checks first (the databases exist, what inspect warns about, what the import
+    will skip), then runs signal-event -j when installed, else the built-in runner.
+    A second run on the same tree refuses; one after an interruption follows the
+    event to its end (or reads how it ended) and reports.
     """
-    inv = inspect_mod.inspect_tree(dir, dest_root=dest_root, domain=domain)
-    if inv.missing_dbs:
-        raise BadInputError(
-            f"{dir} lacks {', '.join(inv.missing_dbs)}",
-            "explode the full backup again; migration-import needs the e-smith databases",
-        )
-    warnings = [f"WARNING [{p.kind}] {p.subject}: {p.message}" for p in inv.pitfalls]
-    warnings += [f"WARNING {t.path}: {t.warning}" for t in inv.templates]
-    if not json_out:
-        print("Checks before the import:")
-        for line in warnings:
-            print(f"  {line}")
-        print()
-    mark = report.mark_syslog(syslog)
-    run_ = events.choose_and_run(
-        os.path.abspath(dir),
-        events_dir=events_dir,
-        signal_event=signal_event,
-        on_action=None if json_out else _print_action,
-    )
-    rep = report.build_report(run_, mark)
+    tree = inspect_mod.check_tree(dir).absolute() if not TreeState(dir).exists() else Path(dir).absolute()
+    st = TreeState(tree)
+    opts = _import_options(events_dir, signal_event, syslog, passwd)
+    with st.locked("maildirsync-import run"):
+        st.load()
+        importing.refuse_if_imported(st)
+        inv, checks = None, []
+        if st.imported is None:
+            inv = inspect_mod.inspect_tree(tree, dest_root=dest_root, domain=domain, passwd=passwd)
+            if inv.missing_dbs:
+                raise BadInputError(
+                    f"{tree} lacks {', '.join(inv.missing_dbs)}",
+                    "explode the full backup again; migration-import needs the e-smith databases",
+                )
+            checks = importing.checks(inv)
+            if not json_out:
+                print("Checks before the import:")
+                for line in checks:
+                    print(f"  {line}")
+                print(flush=True)
+        run_ = importing.do_import(st, opts, inv, on_action=None if json_out else _print_action,
+                                   say=(lambda _m: None) if json_out else _err)  # fmt: skip
+        rep, after = importing.make_report(st, run_, opts)
     if json_out:
-        import json
-
-        print(json.dumps({"checks": warnings, "report": report.to_dict(rep)}, indent=2))
+        print(json.dumps({"checks": checks, "report": rep.to_dict(), "after_import": after}, indent=2))
     else:
         sys.stdout.write(report.render_text(rep))
-    raise typer.Exit(rep.exit_code)
+        for a in after:
+            print(f"after the import: {a}")
+    raise typer.Exit(rep.exit_code or (EXIT_FAILED if after else EXIT_OK))
 
 
 @app.command()

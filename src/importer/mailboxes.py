@@ -127,7 +127,7 @@ def prepare(
             f"the destination mailboxes root {dest} does not exist",
             "install the NethServer mail server (nethserver-mail-server) first, or pass --dest-root",
         )
-    inv = inspect_mod.inspect_tree(root, dest_root=str(dest), domain=None)
+    inv = inspect_mod.inspect_tree(root, dest_root=str(dest), domain=None, packages=False)
     acc = f"{inspect_mod.DB_DIR}/accounts"
     if acc in inv.missing_dbs:
         raise BadInputError(
