@@ -160,8 +160,7 @@ def inspect(
 
 
 def _print_action(a: events.ActionResult, i: int, n: int) -> None:
-    tail = f" ({a.reason})" if a.reason else ""
-    _err(f"[{i}/{n}] {a.name}: {a.status} in {a.seconds:.1f}s{tail}")
+    _err(f"[{i}/{n}] {procedure.progress_word(a)} in {a.seconds:.1f}s")
 
 
 def _import_options(events_dir, signal_event, syslog, passwd) -> importing.ImportOptions:

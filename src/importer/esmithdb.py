@@ -125,8 +125,8 @@ def unescape(piece: str) -> str:
 
 
 def _shown(rec: Record) -> str:
-    def esc(s: str) -> str:
-        return s.replace("\\", "\\\\").replace("|", "\\|").replace("\n", "\\n")
+    def esc(s: str) -> str:  # the format has no escape for a backslash: one read as such is shown as such
+        return s.replace("|", "\\|").replace("\n", "\\n")
 
     return "|".join([f"{rec.key}={esc(rec.type)}"] + [f"{esc(k)}|{esc(v)}" for k, v in rec.props.items()])
 

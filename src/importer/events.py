@@ -327,11 +327,24 @@ def process_start(pid: int) -> str | None:
     return fields[19] if len(fields) > 19 else None
 
 
-def alive(pid: int | None, start: str | None) -> bool:
+def _cmdline(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return [a.decode("utf-8", "replace") for a in f.read().split(b"\0")]
+    except OSError:
+        return []
+
+
+def alive(pid: int | None, start: str | None, args: tuple[str, ...] = ()) -> bool:
+    """Is ``pid`` still the process we started: same start time, and ``args`` among its arguments
+    (``-j``, the event, the tree), so that neither a reused PID nor a state file we did not write makes us
+    wait on an unrelated process."""
     if not pid:
         return False
     now = process_start(pid)
     if now is None:
+        return False
+    if args and not set(args) <= set(_cmdline(pid)):
         return False
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
@@ -387,6 +400,7 @@ def follow(
     stderr: str | os.PathLike | None = None,
     on_action: OnAction | None = None,
 ) -> EventRun:
+    args = ("-j", run.event, run.dir)
     """Read ``jsonl`` as it grows, until its writer ends: ``proc`` (a child) or ``pid`` (a process a previous
     run started). Raises ``KeyboardInterrupt`` on Ctrl-C, leaving the event running."""
     log = EventLog(run, on_action)
@@ -398,7 +412,7 @@ def follow(
             if proc.poll() is not None:
                 run.exit_code = proc.returncode
                 break
-        elif not alive(pid, pid_start):
+        elif not alive(pid, pid_start, args):
             break
         time.sleep(POLL)
     for line in tail.read(final=True):

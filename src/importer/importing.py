@@ -49,16 +49,21 @@ class ImportOptions:
     passwd: str | None = None  # for the check after the import
 
 
-def checks(inv) -> list[str]:
-    """The lines shown before the import: every pitfall, the predictions, the custom templates."""
+def checks(inv, predictions_only: bool = False) -> list[str]:
+    """The lines shown before the import: every pitfall and custom template (unless ``predictions_only``:
+    ``all`` showed them at its inspect step), then what the import will skip and the Maildirs it leaves."""
     out = []
-    for p in inv.pitfalls:
-        out.append(f"{'BLOCKING' if p.blocking else 'WARNING'} [{p.kind}] {p.subject}: {p.message}")
+    if not predictions_only:
+        out += [f"{'BLOCKING' if p.blocking else 'WARNING'} [{p.kind}] {p.subject}: {p.message}"
+                for p in inv.pitfalls]  # fmt: skip
+        out += [f"WARNING {t.path}: {t.warning}" for t in inv.templates]
+    else:
+        out += [f"{'BLOCKING' if p.blocking else 'WARNING'} [{p.kind}] {p.subject}: {p.message}"
+                for p in inv.pitfalls if p.kind == "orphan_maildir" and "(--maildir)" not in p.message]  # fmt: skip
     for sk in inv.skips:
-        if not sk.blocking:  # the blocking ones are pitfalls already
-            tag = "expected" if sk.expected else "will skip"
-            out.append(f"PREDICTION [{sk.kind}] {sk.user}: {sk.message} ({tag})")
-    out += [f"WARNING {t.path}: {t.warning}" for t in inv.templates]
+        if not sk.blocking or predictions_only:  # (the blocking ones are pitfalls already)
+            tag = "EXPECTED" if sk.expected else ("BLOCKING" if sk.blocking else "SKIP")
+            out.append(f"{tag} [{sk.kind}] {sk.user}: {sk.message}")
     return out
 
 
@@ -118,7 +123,8 @@ def do_import(st: TreeState, opts: ImportOptions, inv=None, on_action: OnAction 
                 raise _still_running(st, proc.pid) from None
     else:
         run = _run_record(st, imp)
-        if imp["runner"] == "signal-event" and events.alive(imp.get("pid"), imp.get("pid_start")):
+        if imp["runner"] == "signal-event" and events.alive(imp.get("pid"), imp.get("pid_start"),
+                                                            ("-j", EVENT, str(st.tree))):  # fmt: skip
             say(f"migration-import started {when(imp.get('started'))} is still running (signal-event pid "
                 f"{imp['pid']}): following it to its end")  # fmt: skip
             try:

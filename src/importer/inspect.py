@@ -20,6 +20,7 @@ from pathlib import Path
 
 from importer import esmithdb, predict
 from importer.errors import BadInputError
+from importer.predict import plural
 from importer.progress import human
 
 DB_DIR = "home/e-smith/db"
@@ -360,7 +361,7 @@ def inspect_tree(
     for name, db in dbs.items():
         for pb in db.problems:
             if pb.kept:
-                msg = f"{pb.reason}; read as {pb.read_as!r}" if pb.read_as else pb.reason
+                msg = f"{pb.reason}; read as: {pb.read_as}" if pb.read_as else pb.reason
             else:
                 msg = f"{pb.reason}: {pb.text!r} -- not read"
             # An account line that gives no record may be a user, and its mail would go unnoticed.
@@ -463,7 +464,7 @@ def inspect_tree(
     bad_keys = {p.key: p for p in accounts.problems if not p.kept and p.key}
     inv.orphans = predict.orphans(root, accounts, bad_keys, scan_maildir)
     for o in inv.orphans:
-        inv.pitfalls.append(Pitfall("orphan_maildir", o.path, f"{o.messages} messages, {human(o.bytes)}: {o.reason}; "
+        inv.pitfalls.append(Pitfall("orphan_maildir", o.path, f"{plural(o.messages, 'message')}, {human(o.bytes)}: {o.reason}; "
                                     f"{o.todo}", blocking=bool(o.messages)))  # fmt: skip
     if passwd is not None:
         inv.passwd = str(passwd)
@@ -471,7 +472,7 @@ def inspect_tree(
         lookup = predict.passwd_lookup(passwd)
     except OSError as e:
         raise BadInputError(f"cannot read {passwd}: {e.strerror or e}", "give a passwd-format file") from None
-    inv.skips = predict.skips(inv, root, lookup, accounts)
+    inv.skips = predict.skips(inv, root, lookup)
     for sk in inv.skips:
         if sk.blocking:
             inv.pitfalls.append(Pitfall(sk.kind, sk.user, sk.message, blocking=True))

@@ -33,6 +33,10 @@ from typing import Callable
 from maildirsync.maildir import detect_separator, parse_name
 
 USERS_DIR = "home/e-smith/files/users"
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
 ACCOUNT_TYPES = ("user", "group", "ibay", "pseudonym", "system", "printer")
 DOMAIN_TYPES = ("domain",)
 
@@ -51,7 +55,7 @@ class Orphan:
 @dataclass
 class Skip:
     user: str
-    kind: str  # not_user_type, not_in_passwd, destination_copied, destination_exists, noncanonical
+    kind: str  # not_user_type, not_in_passwd, destination_copied, destination_exists
     message: str
     expected: bool = False  # not a problem (the mail is already there)
     blocking: bool = False  # mail would be lost: `all` stops here unless told to go on
@@ -140,7 +144,7 @@ def orphans(root: Path, accounts, problems_by_key: dict, scan) -> list[Orphan]:
     return out
 
 
-def skips(inv, root: Path, passwd: Passwd, accounts) -> list[Skip]:
+def skips(inv, root: Path, passwd: Passwd) -> list[Skip]:
     """What the mail step of migration-import will skip, user by user."""
     out: list[Skip] = []
     for u in inv.users:
@@ -151,11 +155,6 @@ def skips(inv, root: Path, passwd: Passwd, accounts) -> list[Skip]:
                                 "the mail step imports accounts of type 'user' only; `maildirsync-import mailboxes "
                                 f"DIR -u {u.name}` copies it"))  # fmt: skip
             continue
-        for p in accounts.problems_of(u.name):
-            if p.kept and p.line == u.line:
-                out.append(Skip(u.name, "noncanonical", f"its account line (accounts line {p.line}) is not in "
-                                f"canonical form ({p.reason}): NethServer's reader may not see this account as "
-                                "maildirsync-import does; check after the import that it was created"))  # fmt: skip
         if not passwd(u.name):
             out.append(Skip(u.name, "not_in_passwd", f"{u.name} is not in this host's passwd (yet): the import "
                             "must create the account before its mail step, which otherwise skips it with "
@@ -166,8 +165,8 @@ def skips(inv, root: Path, passwd: Passwd, accounts) -> list[Skip]:
                 want = message_keys(root / u.mailbox.path)
                 missing = len(want - message_keys(dest))
                 if not missing:
-                    out.append(Skip(u.name, "destination_copied", f"{dest} already holds all {len(want)} messages "
-                                    "of the backup (as `maildirsync-import mailboxes` leaves it): the mail step "
+                    out.append(Skip(u.name, "destination_copied", f"{dest} already holds the backup's "
+                                    f"{plural(len(want), 'message')} (as `maildirsync-import mailboxes` leaves it): the mail step "
                                     "skips it with a [WARNING] 'destination already exists', which is expected",
                                     expected=True))  # fmt: skip
                 else:
@@ -206,12 +205,14 @@ def after_import(users: list[dict], domain: str | None, dest_root: str, passwd: 
     for u in users:
         if u["system"]:
             continue
-        mail = f"; its mail ({u['messages']} messages) was not imported" if u["messages"] else ""
+        mail = f"; its mail ({plural(u['messages'], 'message')}) was not imported" if u["messages"] else ""
+        dest = Path(dest_root) / f"{u['name']}@{domain}" / "Maildir" if domain else None
         if not passwd(u["name"]):
+            if dest is not None and dest.is_dir():
+                mail = f"; its mailbox is at {dest} (copied before the import): create the account to use it"
             out.append(f"{u['name']}: not in this host's passwd: the import did not create the account{mail}")
             continue
-        if domain and u["exists"]:
-            dest = Path(dest_root) / f"{u['name']}@{domain}" / "Maildir"
+        if dest is not None and u["exists"]:
             if not dest.is_dir():
                 out.append(f"{u['name']}: no mailbox at {dest}{mail}; `maildirsync -s HOST -u {u['name']}` "
                            "fetches it from the source once the mailbox exists")  # fmt: skip

@@ -117,11 +117,31 @@ class UI:
         return TeeProgress(NullProgress() if self.json else make_progress(sys.stderr), PlainProgress(self.logf))
 
     def action(self, a, i: int, n: int) -> None:
-        tail = f" ({a.reason})" if a.reason else ""
-        self.line(f"  [{i}/{n}] {a.name}: {a.status} in {a.seconds:.1f}s{tail}")
+        self.line(f"  [{i}/{n}] {progress_word(a)} in {a.seconds:.1f}s")
 
     def close(self) -> None:
         self.logf.close()
+
+
+def progress_word(a) -> str:
+    """An action as its record comes: how it ended, not yet what its lines say (the report tells)."""
+    return f"{a.name}: " + (a.reason or ("exit code 0" if a.status == "ok" else a.status))
+
+
+class _Indented:
+    """Plain progress lines of the mailboxes step, indented under the step's own line."""
+
+    def __init__(self, stream) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        return self.stream.write("".join("  " + ln if ln.strip() else ln for ln in text.splitlines(True)))
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def isatty(self) -> bool:
+        return False
 
 
 def next_steps(host: str | None, port: int) -> list[str]:
@@ -336,7 +356,9 @@ class _Run:
             self.tree, dest_root=o.dest_root, domain=self.inv().domain, source_host=o.source_host, port=o.port,
             state_base=o.state_dir or mailboxes_mod.DEFAULT_STATE, maildirs=o.maildirs,
         )  # fmt: skip
-        progress = sync_report.Progress(max(len(seeding.jobs), 1), enabled=False if o.json else None)
+        tty = sys.stderr.isatty() and not o.json
+        progress = sync_report.Progress(max(len(seeding.jobs), 1), stream=sys.stderr if tty else _Indented(sys.stderr),
+                                        enabled=tty)  # fmt: skip
 
         def on_user(u) -> None:
             if not o.json:
@@ -385,8 +407,8 @@ class _Run:
         if imp is None:
             self._inv = None  # after the mailboxes step: the destination changed
             inv = self.inv()
-            ui.out("Checks before the import:")
-            for line in importing.checks(inv):
+            ui.out("Checks before the import (what it will skip, now that the mailboxes are copied):")
+            for line in importing.checks(inv, predictions_only=True) or ["nothing: every mailbox will be imported"]:
                 ui.out(f"  {line}")
         ui.step("import", f"migration-import on {self.tree}")
         self._run = importing.do_import(st, self.o.imp, inv, on_action=ui.action, say=ui.line)

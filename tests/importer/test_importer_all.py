@@ -76,8 +76,8 @@ def test_full_run_in_the_order_of_the_procedure(cli, lab):
              and "/5]" in line]  # fmt: skip
     assert heads == [f"[{i}/5] {s}" for i, s in enumerate(procedure.STEPS, 1)]
     assert "explode: " in out and "inspect: 4 users" in out
-    assert "Checks before the import:" in out
-    assert "PREDICTION [destination_copied] alice" in out  # copied by the mailboxes step: expected
+    assert "Checks before the import (what it will skip, now that the mailboxes are copied):" in out
+    assert "EXPECTED [destination_copied] alice" in out  # copied by the mailboxes step: expected
     # every mailbox is at the destination, admin's included, and recorded in the index of the source
     for u in USERS:
         assert (lab["vmail"] / f"{u}@{DOMAIN}/Maildir/cur").is_dir(), u
@@ -282,3 +282,17 @@ def test_event_killed_with_the_run_is_reported_interrupted_and_never_run_again(c
     assert imports(lab) == 0  # the mail step never ran, and was not started again
     r = cli(*argv(lab))
     assert r.exit_code == 2 and "result: interrupted" in r.stderr
+
+
+def test_a_state_naming_an_unrelated_live_process_is_not_followed(cli, sme_tree, tmp_path):
+    """Neither a reused PID nor a state file naming another process makes `run` wait on it: the process
+    must be signal-event of this event on this tree."""
+    from importer import events
+
+    st = TreeState(sme_tree)
+    st.set_import(runner="signal-event", source="/sbin/e-smith/signal-event", started=time.time(), finished=None,
+                  pid=os.getpid(), pid_start=events.process_start(os.getpid()),
+                  mark={"path": str(tmp_path / "none"), "inode": None, "size": 0, "time": time.time()})  # fmt: skip
+    r = cli("run", sme_tree, "--syslog", tmp_path / "none")
+    assert r.exit_code == 1, r.output
+    assert "was interrupted before its end" in r.stderr and "still running" not in r.stderr

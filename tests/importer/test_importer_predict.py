@@ -59,7 +59,7 @@ def test_every_db_problem_is_a_pitfall_with_file_and_line(hostile_tree, vmail):
     lines = {p.subject: p for p in inv.pitfalls if p.kind == "db_line"}
     assert set(lines) == {f"{DB}/accounts:{n}" for n in (18, 19, 22, 23, 24, 25)}
     assert {s for s, p in lines.items() if p.blocking} == {f"{DB}/accounts:18", f"{DB}/accounts:24"}  # no record
-    assert "read as 'spaced=user|" in lines[f"{DB}/accounts:19"].message
+    assert "read as: spaced=user|FirstName|Spaced" in lines[f"{DB}/accounts:19"].message
     assert "unknown escape '\\k'" in lines[f"{DB}/accounts:22"].message
     assert "lone backslash" in lines[f"{DB}/accounts:22"].message
     assert "property 'FirstName' has no value" in lines[f"{DB}/accounts:23"].message

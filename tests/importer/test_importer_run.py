@@ -158,7 +158,7 @@ def test_text_report_shows_messages_tails_and_progress(cli, world):
     assert "last 5 lines of its output:" in out and "| line7" in out and "| line3" in out and "line2" not in out
     assert "| about to die" in out  # the killed one printed no tagged line: its last lines
     assert "Result: FAILED (7 of 11 actions failed)" in out
-    assert re.search(r"\[\d+/10\] S10ok: ok", r.stderr)  # progress as the JSON records come
+    assert re.search(r"\[\d+/10\] S10ok: exit code 0 in", r.stderr)  # progress as the JSON records come
 
 
 def test_expected_destination_warning_is_said_to_be_expected(cli, world, tmp_path):
@@ -169,7 +169,7 @@ def test_expected_destination_warning_is_said_to_be_expected(cli, world, tmp_pat
     shutil.copytree(world["tree"] / "home/e-smith/files/users/alice/Maildir", vmail / "alice@example.com/Maildir")
     r = run_cli(cli, world, "signal-event", "--dest-root", vmail)
     d = json.loads(r.stdout)
-    assert any(c.startswith("PREDICTION [destination_copied] alice") for c in d["checks"])
+    assert any(c.startswith("EXPECTED [destination_copied] alice") for c in d["checks"])
     [m] = [m for a in d["report"]["run"]["actions"] for m in a["messages"] if "destination already" in m["line"]]
     assert m["note"].startswith("expected")
 
