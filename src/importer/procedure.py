@@ -429,6 +429,11 @@ class _Run:
 
     def _next(self) -> None:
         rec = self.st.step("mailboxes") or {}
+        seeded = (rec.get("source_host"), rec.get("port") or 22) if self.st.done("mailboxes") else None
+        if seeded and seeded[0] and self.o.source_host and seeded != (self.o.source_host, self.o.port):
+            self.ui.out(f"note: the mailboxes step seeded the index of {seeded[0]} port {seeded[1]}, not of "
+                        f"{self.o.source_host} port {self.o.port}: `maildirsync -s` finds its records only under the "
+                        "host and port it was seeded for")  # fmt: skip
         host = self.o.source_host or rec.get("source_host")
         port = self.o.port if self.o.source_host else rec.get("port") or 22
         steps = next_steps(host, port)
