@@ -118,32 +118,44 @@ def attribute(run: EventRun, lines: list[LogLine]) -> tuple[list[str], list[str]
     end_re = re.compile(rf"Event: {re.escape(run.event)} (SUCCESS|FAILED)$")
     end = next((i for i in idx if end_re.match(ev[i].msg)), len(ev) - 1)
     acts = [a for a in run.actions if a.status != SKIPPED]
-    k = 0
+    k = 0  # the next action to end
     started = False  # before its "Event: EVENT ARGS" line, the event's lines are its own (skipped handlers...)
     outside: list[str] = []
+    seg: list[str] = []  # the event's lines since the last Action: line
+    segn: list[list] = []  # and those of events signalled meanwhile
     for ln in ev[idx[0]:end + 1]:
-        cur = acts[k] if k < len(acts) and started else None
         if ln.pid != main:
-            if cur is not None:
-                cur.nested.append([ln.pid, ln.msg])
+            if started:
+                segn.append([ln.pid, ln.msg])
             continue
         if ln.msg.startswith("Event: "):
             started = started or not end_re.match(ln.msg)
             continue
-        m = _ACTION.match(ln.msg)
-        if m:
-            name = os.path.basename(m.group("path"))
-            if cur is None or cur.name != name:  # realign on the name if a record was missing
-                k = next((j for j in range(k, len(acts)) if acts[j].name == name), k)
-                cur = acts[k] if k < len(acts) else None
-            if cur is not None and cur.status == UNKNOWN and cur.name == name:
-                _status_from_log(cur, m)
-            k += 1
+        m = _ACTION.match(ln.msg) if started else None
+        if m is None:
+            (seg if started else outside).append(ln.msg)
             continue
-        if cur is not None:
-            cur.lines.append(ln.msg)
-        else:
-            outside.append(ln.msg)
+        # the segment is the action this line names: the next one, or a later one if records were lost
+        path = m.group("path")
+        name = os.path.basename(path)
+        j = next((j for j in range(k, len(acts)) if acts[j].name == name), None)
+        if j is None:  # no record of it at all: the log alone tells of it
+            a = ActionResult(name=name, path=path, status=UNKNOWN)
+            run.actions.insert(run.actions.index(acts[k]) if k < len(acts) else len(run.actions), a)
+            acts.insert(k, a)
+            j = k
+        a = acts[j]
+        if a.status == UNKNOWN:
+            _status_from_log(a, m)
+        a.lines += seg
+        a.nested += segn
+        seg, segn = [], []
+        k = j + 1
+    if k < len(acts):  # the event stopped during this action
+        acts[k].lines += seg
+        acts[k].nested += segn
+    else:
+        outside += seg
     return outside, notes
 
 

@@ -299,8 +299,8 @@ def test_a_missing_record_is_taken_from_the_action_line_and_names_realign(cli, t
          jl(event=EVENT, action=A + "S30c", state="done", step=2, exit=256, time=0.1, progress="0.67"),
          jl(event=EVENT, status="failed")],
         ["Event: migration-import x", "a line", "Action: " + A + "S10a SUCCESS [0.5]", "[WARNING] b says",
-         "Action: " + A + "S20b FAILED: 2 [0.25]", "[ERROR] c says", "Action: " + A + "S30c FAILED: 1 [0.1]",
-         "Event: migration-import FAILED"],
+         "Action: " + A + "S20b FAILED: 2 [0.25]", "[WARNING] no record at all", "Action: " + A + "S25x SUCCESS [1.0]",
+         "[ERROR] c says", "Action: " + A + "S30c FAILED: 1 [0.1]", "Event: migration-import FAILED"],
         rc=1,
     )  # fmt: skip
     r = cli("run", "--json", sme_tree, "--signal-event", prog, "--syslog", tmp_path / "messages",
@@ -309,6 +309,7 @@ def test_a_missing_record_is_taken_from_the_action_line_and_names_realign(cli, t
     got = [(a["name"], a["status"], a["reason"], [m["line"] for m in a["messages"]]) for a in rep["run"]["actions"]]
     assert got == [("S10a", "ok", None, []),
                    ("S20b", "failed", "FAILED: 2 (from the system log)", ["[WARNING] b says"]),
+                   ("S25x", "ok", None, ["[WARNING] no record at all"]),
                    ("S30c", "failed", "exit code 1", ["[ERROR] c says"])]  # fmt: skip
     assert rep["run"]["actions"][1]["seconds"] == 0.25
 
