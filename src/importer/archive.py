@@ -54,6 +54,7 @@ from importer.errors import (
     UnsafeArchiveError,
 )
 from importer.progress import NullProgress, Progress, human
+from importer.state import STATE_DIRNAME, TreeState, when
 
 DEFAULT_DIR = "/var/lib/migration"
 BLOCK = 4096  # filesystem allocation unit assumed by the free-space estimate
@@ -253,6 +254,9 @@ class _Checker:
             if m.isdir():
                 return None, None
             raise UnsafeArchiveError(name, "member has no name")
+        if parts[0] == STATE_DIRNAME:
+            raise UnsafeArchiveError(name, f"the name {STATE_DIRNAME} is reserved for maildirsync-import's own "
+                                     "record of what it did to the tree")  # fmt: skip
         norm = "/".join(parts)
         for i in range(1, len(parts)):
             prefix = "/".join(parts[:i])
@@ -651,11 +655,19 @@ def _prepare_dest(dest: str, force: bool) -> None:
         raise BadInputError(f"{dest} exists and is not a directory")
     if os.path.isdir(dest):
         try:
-            nonempty = any(os.scandir(dest))
+            # maildirsync-import's own record (``all`` explodes into the directory it already wrote it in)
+            nonempty = any(e.name != STATE_DIRNAME for e in os.scandir(dest))
         except OSError as e:
             raise BadInputError(f"cannot read {dest}: {e.strerror or e}") from None
         if nonempty and not force:
             raise DirNotEmptyError(dest)
+        imp = TreeState(dest).load().imported
+        if imp:
+            raise BadInputError(
+                f"migration-import already ran on {dest} (started {when(imp.get('started'))}): exploding the "
+                "backup over what it left would make a tree that is neither the backup nor its remains",
+                "explode the archive into a new empty directory",
+            )
 
 
 def explode(

@@ -5,7 +5,8 @@ Commands::
     maildirsync-import explode ARCHIVE [DIR]   # default DIR: /var/lib/migration
     maildirsync-import inspect DIR [--json]
     maildirsync-import run DIR [--events-dir D] [--json]
-    maildirsync-import mailboxes DIR [--source-host HOST [--port P]] [-n] [--json]
+    maildirsync-import mailboxes DIR [--source-host HOST [--port P]] [--maildir NAME=USER] [-n] [--json]
+    maildirsync-import all ARCHIVE [DIR] [--source-host HOST [--port P]] [--go-on] [--stop-after STEP] [--json]
 
 Exit codes:
 
@@ -18,7 +19,8 @@ Exit codes:
   node, fifo), truncated or corrupt, a non-empty DIR without ``--force``, a
   DIR that is not an exploded backup;
 * ``3`` -- ``mailboxes -n`` only: the dry run found mail to copy;
-* ``4`` -- ``mailboxes`` only: another maildirsync run holds the index;
+* ``4`` -- another run holds what this one needs: maildirsync's index
+  (``mailboxes``, ``all``), or the tree (``run``, ``all``);
 * ``130`` -- interrupted (Ctrl-C).
 
 Errors are one message and a hint, never a traceback (set
@@ -29,17 +31,21 @@ Progress goes to standard error, results to standard output.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import sys
+from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-from importer import EXIT_FAILED, EXIT_OK, events, inspect as inspect_mod, report
+from importer import EXIT_FAILED, EXIT_OK, events, importing, procedure, report, systemlog
 from importer import archive as archive_mod
+from importer import inspect as inspect_mod
 from importer import mailboxes as mailboxes_mod
 from importer.errors import BadInputError, ImporterError
 from importer.progress import human, make_progress
+from importer.state import TreeState
 
 app = typer.Typer(
     name="maildirsync-import",
@@ -88,6 +94,14 @@ def guarded(fn):
     return wrapper
 
 
+_EVENTS_DIR_HELP = (f"run the handlers of <events-dir>/{events.EVENT}/ with the built-in runner "
+                    f"(default when {events.SIGNAL_EVENT} is absent: {events.DEFAULT_EVENTS_DIR})")
+_PASSWD_HELP = ("the destination's users, as `getent passwd` prints them (default: this host's user database), "
+                "for the predictions and the check after the import")
+_MAILDIR_HELP = ("NAME=USER: also copy home/e-smith/files/users/NAME/Maildir, which no user account owns, "
+                 "into USER's mailbox (repeatable)")
+
+
 @app.command()
 @guarded
 def explode(
@@ -133,10 +147,12 @@ def inspect(
         inspect_mod.DEFAULT_DEST_ROOT, "--dest-root", help="destination mailboxes: <dest-root>/<user>@<domain>/Maildir"
     ),
     domain: Optional[str] = typer.Option(None, "--domain", help="mail domain (default: DomainName of the backup)"),
+    passwd: Optional[str] = typer.Option(None, "--passwd", metavar="FILE", help=_PASSWD_HELP),
 ) -> None:
     """Show what will migrate: users and mailboxes, groups, pseudonyms, domains,
-    forwards, mail settings, custom templates, features to install, pitfalls."""
-    inv = inspect_mod.inspect_tree(dir, dest_root=dest_root, domain=domain)
+    forwards, mail settings, custom templates, features to install, the Maildirs
+    no user owns, what migration-import will skip, pitfalls."""
+    inv = inspect_mod.inspect_tree(dir, dest_root=dest_root, domain=domain, passwd=passwd)
     if json_out:
         print(inspect_mod.to_json(inv))
     else:
@@ -144,59 +160,63 @@ def inspect(
 
 
 def _print_action(a: events.ActionResult, i: int, n: int) -> None:
-    tail = f" ({a.reason})" if a.reason else ""
-    _err(f"[{i}/{n}] {a.name}: {a.status} in {a.seconds:.1f}s{tail}")
+    _err(f"[{i}/{n}] {procedure.progress_word(a)} in {a.seconds:.1f}s")
+
+
+def _import_options(events_dir, signal_event, syslog, passwd) -> importing.ImportOptions:
+    return importing.ImportOptions(events_dir=events_dir, signal_event=signal_event, syslog=syslog, passwd=passwd)
 
 
 @app.command()
 @guarded
 def run(
     dir: str = typer.Argument(..., metavar="DIR", help="the exploded backup"),
-    events_dir: Optional[str] = typer.Option(
-        None,
-        "--events-dir",
-        help=f"run the handlers of <events-dir>/{events.EVENT}/ with the built-in runner "
-        f"(default when {events.SIGNAL_EVENT} is absent: {events.DEFAULT_EVENTS_DIR})",
-    ),
+    events_dir: Optional[str] = typer.Option(None, "--events-dir", help=_EVENTS_DIR_HELP),
     signal_event: str = typer.Option(events.SIGNAL_EVENT, "--signal-event", help="NethServer's signal-event program"),
-    syslog: str = typer.Option(report.SYSLOG, "--syslog", help="system log scanned for the run's time window"),
-    json_out: bool = typer.Option(False, "--json", help="print the report as JSON"),
+    syslog: str = typer.Option(systemlog.SYSLOG, "--syslog",
+                               help="system log holding the actions' lines (the journal is read when it cannot be)"),
+    json_out: bool = typer.Option(False, "--json", help="print the checks and the report as JSON"),
     dest_root: str = typer.Option(inspect_mod.DEFAULT_DEST_ROOT, "--dest-root", help="destination mailboxes root"),
     domain: Optional[str] = typer.Option(None, "--domain", help="mail domain (default: DomainName of the backup)"),
+    passwd: Optional[str] = typer.Option(None, "--passwd", metavar="FILE", help=_PASSWD_HELP),
 ) -> None:
-    """Signal migration-import on DIR and report every failure.
+    """Signal migration-import on DIR, once, and report every failure.
 
-    Checks first (the databases exist, DIR is readable, what inspect warns about),
-    then runs signal-event -j when installed, else the built-in runner.
+    Checks first (the databases exist, what inspect warns about, what the import
+    will skip), then runs signal-event -j when installed, else the built-in runner.
+    A second run on the same tree refuses; one after an interruption follows the
+    event to its end (or reads how it ended) and reports.
     """
-    inv = inspect_mod.inspect_tree(dir, dest_root=dest_root, domain=domain)
-    if inv.missing_dbs:
-        raise BadInputError(
-            f"{dir} lacks {', '.join(inv.missing_dbs)}",
-            "explode the full backup again; migration-import needs the e-smith databases",
-        )
-    warnings = [f"WARNING [{p.kind}] {p.subject}: {p.message}" for p in inv.pitfalls]
-    warnings += [f"WARNING {t.path}: {t.warning}" for t in inv.templates]
-    if not json_out:
-        print("Checks before the import:")
-        for line in warnings:
-            print(f"  {line}")
-        print()
-    mark = report.mark_syslog(syslog)
-    run_ = events.choose_and_run(
-        os.path.abspath(dir),
-        events_dir=events_dir,
-        signal_event=signal_event,
-        on_action=None if json_out else _print_action,
-    )
-    rep = report.build_report(run_, mark)
+    tree = inspect_mod.check_tree(dir).absolute() if not TreeState(dir).exists() else Path(dir).absolute()
+    st = TreeState(tree)
+    opts = _import_options(events_dir, signal_event, syslog, passwd)
+    with st.locked("maildirsync-import run"):
+        st.load()
+        importing.refuse_if_imported(st)
+        inv, checks = None, []
+        if st.imported is None:
+            inv = inspect_mod.inspect_tree(tree, dest_root=dest_root, domain=domain, passwd=passwd)
+            if inv.missing_dbs:
+                raise BadInputError(
+                    f"{tree} lacks {', '.join(inv.missing_dbs)}",
+                    "explode the full backup again; migration-import needs the e-smith databases",
+                )
+            checks = importing.checks(inv)
+            if not json_out:
+                print("Checks before the import:")
+                for line in checks:
+                    print(f"  {line}")
+                print(flush=True)
+        run_ = importing.do_import(st, opts, inv, on_action=None if json_out else _print_action,
+                                   say=(lambda _m: None) if json_out else _err)  # fmt: skip
+        rep, after = importing.make_report(st, run_, opts)
     if json_out:
-        import json
-
-        print(json.dumps({"checks": warnings, "report": report.to_dict(rep)}, indent=2))
+        print(json.dumps({"checks": checks, "report": rep.to_dict(), "after_import": after}, indent=2))
     else:
         sys.stdout.write(report.render_text(rep))
-    raise typer.Exit(rep.exit_code)
+        for a in after:
+            print(f"after the import: {a}")
+    raise typer.Exit(rep.exit_code or (EXIT_FAILED if after else EXIT_OK))
 
 
 @app.command()
@@ -217,6 +237,7 @@ def mailboxes(
         help=f"where maildirsync keeps its indexes (default {mailboxes_mod.DEFAULT_STATE})",
     ),
     user: List[str] = typer.Option([], "--user", "-u", help="only this user (repeatable)"),
+    maildir: List[str] = typer.Option([], "--maildir", metavar="NAME=USER", help=_MAILDIR_HELP),
     dry_run: bool = typer.Option(False, "--dry-run", "-n", help="print the plan; change nothing"),
     owner: Optional[str] = typer.Option(
         None, "--owner", help="USER:GROUP of what is created (default vmail:vmail if it exists; 'keep')"
@@ -237,7 +258,7 @@ def mailboxes(
         raise BadInputError(e.message, "give --owner USER:GROUP of this host, numbers, or 'keep'") from None
     seeding = mailboxes_mod.prepare(
         dir, dest_root=dest_root, domain=domain, source_host=source_host, port=port,
-        state_base=state_dir or mailboxes_mod.DEFAULT_STATE, users=user,
+        state_base=state_dir or mailboxes_mod.DEFAULT_STATE, users=user, maildirs=maildir,
     )  # fmt: skip
     progress = sync_report.Progress(max(len(seeding.jobs), 1), enabled=False if json_out else None)
     with interruptible() as stop:
@@ -254,6 +275,62 @@ def mailboxes(
                 sync_report.print_actions(u, sys.stdout, verbose)
         sync_report.print_summary(result)
     raise typer.Exit(result.exit_code)
+
+
+@app.command("all")
+@guarded
+def all_cmd(
+    archive: str = typer.Argument(..., metavar="ARCHIVE", help="the source's full backup (smeserver.tgz, or a dar set)"),
+    dir: str = typer.Argument(archive_mod.DEFAULT_DIR, metavar="DIR", help="where to explode it"),
+    source_host: Optional[str] = typer.Option(
+        None, "--source-host", metavar="HOST",
+        help="the source, as you will give it to `maildirsync -s`: the mailboxes step seeds its index",
+    ),
+    port: int = typer.Option(22, "--port", "-p", help="the source's SSH port, for maildirsync -s"),
+    go_on: bool = typer.Option(False, "--go-on", help="go on despite blocking problems or failed mailboxes"),
+    stop_after: Optional[str] = typer.Option(
+        None, "--stop-after", metavar="STEP", help=f"stop after this step ({', '.join(procedure.STEPS[:-1])})"
+    ),
+    maildir: List[str] = typer.Option([], "--maildir", metavar="NAME=USER", help=_MAILDIR_HELP),
+    dest_root: str = typer.Option(inspect_mod.DEFAULT_DEST_ROOT, "--dest-root", help="destination mailboxes root"),
+    domain: Optional[str] = typer.Option(None, "--domain", help="mail domain (default: this host's, else the backup's)"),
+    state_dir: Optional[str] = typer.Option(
+        None, "--state-dir", envvar="MAILDIRSYNC_STATE_DIR",
+        help=f"where maildirsync keeps its indexes (default {mailboxes_mod.DEFAULT_STATE})",
+    ),
+    owner: Optional[str] = typer.Option(
+        None, "--owner", help="USER:GROUP of the mailboxes created (default vmail:vmail if it exists; 'keep')"
+    ),
+    passwd: Optional[str] = typer.Option(None, "--passwd", metavar="FILE", help=_PASSWD_HELP),
+    events_dir: Optional[str] = typer.Option(None, "--events-dir", help=_EVENTS_DIR_HELP),
+    signal_event: str = typer.Option(events.SIGNAL_EVENT, "--signal-event", help="NethServer's signal-event program"),
+    syslog: str = typer.Option(systemlog.SYSLOG, "--syslog", help="system log holding the actions' lines"),
+    skip_unsafe_links: bool = typer.Option(
+        False, "--skip-unsafe-links", help="leave out symbolic links pointing outside DIR instead of refusing the archive"
+    ),
+    log: Optional[str] = typer.Option(None, "--log", metavar="FILE", help="plain log (default DIR/.maildirsync-import/all.log)"),
+    json_out: bool = typer.Option(False, "--json", help="print one JSON object at the end; no progress"),
+) -> None:
+    """The whole procedure, resumable: explode ARCHIVE into DIR, inspect it (stop on
+    blocking problems unless --go-on), copy the mailboxes and seed maildirsync's
+    index, run migration-import once, report, and say what to do next.
+
+    Each finished step is recorded in DIR: run the same command again after a
+    failure or a Ctrl-C and it goes on from the first unfinished step.
+    """
+    if stop_after is not None and stop_after not in procedure.STEPS[:-1]:
+        raise BadInputError(f"--stop-after {stop_after}: no such step", f"steps: {', '.join(procedure.STEPS[:-1])}")
+    if source_host is not None and not source_host.strip():
+        raise BadInputError("--source-host is empty", "give the host as you will give it to maildirsync -s")
+    if not 0 < port < 65536:
+        raise BadInputError(f"--port {port}: not a TCP port", "give the SSH port of the source, 1 to 65535 (default 22)")
+    o = procedure.AllOptions(
+        archive=archive, dir=dir, source_host=source_host, port=port, go_on=go_on, stop_after=stop_after,
+        dest_root=dest_root, domain=domain, state_dir=state_dir, owner=owner, passwd=passwd, maildirs=maildir,
+        skip_unsafe_links=skip_unsafe_links, json=json_out, log=log,
+        imp=_import_options(events_dir, signal_event, syslog, passwd),
+    )  # fmt: skip
+    raise typer.Exit(procedure.run_all(o))
 
 
 def main(argv: list[str] | None = None) -> int:

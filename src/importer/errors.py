@@ -85,3 +85,9 @@ class ToolMissingError(ImporterError):
 
 class ExtractionFailedError(ImporterError):
     """Writing the exploded tree failed (I/O error, full disk): exit 1."""
+
+
+class BusyError(ImporterError):
+    """Another ``maildirsync-import`` run holds the tree: exit 4, as for an index in use."""
+
+    exit_code = 4

@@ -18,8 +18,9 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from importer import esmithdb
+from importer import esmithdb, predict
 from importer.errors import BadInputError
+from importer.predict import plural
 from importer.progress import human
 
 DB_DIR = "home/e-smith/db"
@@ -57,6 +58,7 @@ class User:
     last_name: str
     mailbox: Mailbox
     system: bool = False  # admin: a 'system' record
+    line: int = 0  # its line in the accounts database
     groups: list[str] = field(default_factory=list)
     forward_mode: str | None = None  # EmailForward: local, forward, both
     forward_address: str | None = None
@@ -125,6 +127,7 @@ class Feature:
     feature: str
     package: str
     reason: str
+    installed: bool | None = None  # None: this host has no rpm to ask
 
 
 @dataclass
@@ -132,6 +135,7 @@ class Pitfall:
     kind: str
     subject: str
     message: str
+    blocking: bool = False  # mail would be lost or the import would fail: `all` stops unless told to go on
 
 
 @dataclass
@@ -151,6 +155,13 @@ class Inventory:
     features: list[Feature] = field(default_factory=list)
     pitfalls: list[Pitfall] = field(default_factory=list)
     missing_dbs: list[str] = field(default_factory=list)
+    orphans: list[predict.Orphan] = field(default_factory=list)  # Maildirs no type=user account owns
+    skips: list[predict.Skip] = field(default_factory=list)  # what migration-import's mail step will skip
+    passwd: str = "this host's user database"
+
+    @property
+    def blocking(self) -> list[Pitfall]:
+        return [p for p in self.pitfalls if p.blocking]
 
     @property
     def total_messages(self) -> int:
@@ -329,7 +340,11 @@ def inspect_tree(
     tree: str | os.PathLike,
     dest_root: str = DEFAULT_DEST_ROOT,
     domain: str | None = None,
+    passwd: str | None = None,
+    packages: bool = True,
 ) -> Inventory:
+    """Read the tree. ``passwd``: a passwd-format file of the destination's users (default: this host's);
+    ``packages``: ask rpm which features are installed."""
     root = check_tree(tree)
     dbs, missing = load_dbs(root)
     accounts, conf, domains_db = dbs["accounts"], dbs["configuration"], dbs["domains"]
@@ -342,15 +357,29 @@ def inspect_tree(
         missing_dbs=missing,
     )
     for m in missing:
-        inv.pitfalls.append(Pitfall("missing_db", m, f"{m} is missing: migration-import needs it"))
+        inv.pitfalls.append(Pitfall("missing_db", m, f"{m} is missing: migration-import needs it", blocking=True))
     for name, db in dbs.items():
         for pb in db.problems:
-            inv.pitfalls.append(
-                Pitfall("db_line", f"{DB_DIR}/{name}:{pb.line}", f"{pb.reason}: {pb.text!r}")
-            )
+            if pb.kept:
+                msg = f"{pb.reason}; read as: {pb.read_as}" if pb.read_as else pb.reason
+            else:
+                msg = f"{pb.reason}: {pb.text!r} -- not read"
+            # An account line that gives no record may be a user, and its mail would go unnoticed.
+            inv.pitfalls.append(Pitfall("db_line", f"{DB_DIR}/{name}:{pb.line}", msg,
+                                        blocking=not pb.kept and name == "accounts"))  # fmt: skip
+    for name, db, known in (("accounts", accounts, predict.ACCOUNT_TYPES), ("domains", domains_db, predict.DOMAIN_TYPES)):
+        for rec in db:
+            if rec.type not in known:
+                near = next((t for t in known if t == rec.type.strip().lower()), None)
+                inv.pitfalls.append(Pitfall(
+                    "unknown_type", f"{DB_DIR}/{name}:{rec.line}",
+                    f"{rec.key!r} has the type {rec.type!r}, which is not one of {', '.join(known)}"
+                    + (f" (did you mean {near!r}?)" if near else "") + ": migration-import does not import it",
+                ))  # fmt: skip
     if not domain:
         inv.pitfalls.append(
-            Pitfall("no_domain", "DomainName", "configuration has no DomainName: pass --domain to name the mail domain")
+            Pitfall("no_domain", "DomainName", "configuration has no DomainName: pass --domain to name the mail domain",
+                    blocking=True)
         )
 
     # groups first: users list the groups they belong to
@@ -376,6 +405,7 @@ def inspect_tree(
             last_name=rec.props.get("LastName", ""),
             mailbox=scan_maildir(root / rel, rel),
             system=rec.type == "system",
+            line=rec.line,
             groups=member_of.get(rec.key, []),
             forward_mode=fwd_mode,
             forward_address=fwd_addr,
@@ -429,12 +459,31 @@ def inspect_tree(
                 )
     inv.templates.sort(key=lambda t: t.path)
 
-    _features(inv, accounts, conf)
+    _features(inv, accounts, conf, packages)
     _pitfalls(inv, root)
+    bad_keys = {p.key: p for p in accounts.problems if not p.kept and p.key}
+    inv.orphans = predict.orphans(root, accounts, bad_keys, scan_maildir)
+    for o in inv.orphans:
+        inv.pitfalls.append(Pitfall("orphan_maildir", o.path, f"{plural(o.messages, 'message')}, {human(o.bytes)}: {o.reason}; "
+                                    f"{o.todo}", blocking=bool(o.messages)))  # fmt: skip
+    if passwd is not None:
+        inv.passwd = str(passwd)
+    try:
+        lookup = predict.passwd_lookup(passwd)
+    except OSError as e:
+        raise BadInputError(f"cannot read {passwd}: {e.strerror or e}", "give a passwd-format file") from None
+    inv.skips = predict.skips(inv, root, lookup)
+    for sk in inv.skips:
+        if sk.blocking:
+            inv.pitfalls.append(Pitfall(sk.kind, sk.user, sk.message, blocking=True))
+    if not Path(dest_root).is_dir():
+        inv.pitfalls.append(Pitfall("no_dest_root", dest_root, f"the destination mailboxes root {dest_root} does not "
+                                    "exist: install nethserver-mail-server (it creates it) before the import",
+                                    blocking=True))  # fmt: skip
     return inv
 
 
-def _features(inv: Inventory, accounts: esmithdb.EsmithDB, conf: esmithdb.EsmithDB) -> None:
+def _features(inv: Inventory, accounts: esmithdb.EsmithDB, conf: esmithdb.EsmithDB, packages: bool) -> None:
     regular = [u for u in inv.users if not u.system]
     if regular or inv.groups:
         inv.features.append(
@@ -457,20 +506,18 @@ def _features(inv: Inventory, accounts: esmithdb.EsmithDB, conf: esmithdb.Esmith
     printers = accounts.of_type("printer")
     if printers:
         inv.features.append(Feature("Printers", "nethserver-cups", f"{len(printers)} printers"))
+    if packages:
+        have = predict.installed([f.package for f in inv.features])
+        for f in inv.features:
+            f.installed = have.get(f.package)
+            if f.installed is False:
+                inv.pitfalls.append(Pitfall("feature_missing", f.package, f"{f.feature} is not installed: "
+                                            f"yum install {f.package} (migration.rst: install the features first)",
+                                            blocking=True))  # fmt: skip
 
 
 def _pitfalls(inv: Inventory, root: Path) -> None:
-    if inv.domain:
-        for u in inv.users:
-            dest = Path(inv.dest_root) / f"{u.name}@{inv.domain}" / "Maildir"
-            if dest.exists():
-                inv.pitfalls.append(
-                    Pitfall(
-                        "destination_exists",
-                        u.name,
-                        f"{dest} already exists: NethServer's import skips this user with only a [WARNING]",
-                    )
-                )
+    # (destination Maildirs that already exist are predict.skips' business: expected or not, it tells)
     if (root / "root/.ssh").exists():
         inv.pitfalls.append(
             Pitfall(
@@ -487,7 +534,7 @@ def _pitfalls(inv: Inventory, root: Path) -> None:
                     "admin_mailbox",
                     u.name,
                     f"admin's mailbox ({u.mailbox.messages} messages) is not imported by NethServer's "
-                    "migration-import; copy it with maildirsync",
+                    "migration-import (admin is a 'system' account); `maildirsync-import mailboxes` copies it",
                 )
             )
         elif not u.system and not u.mailbox.exists:
@@ -579,9 +626,50 @@ def render_text(inv: Inventory) -> str:
     w("")
     w("Install these NethServer features first:")
     for f in inv.features:
-        w(f"  {f.feature} ({f.package}): {f.reason}")
+        state = {True: "  [installed]", False: "  [NOT INSTALLED]", None: ""}[f.installed]
+        w(f"  {f.feature} ({f.package}): {f.reason}{state}")
     w("")
-    w(f"Pitfalls ({len(inv.pitfalls)}):")
+    out.extend(render_orphans(inv))
+    w("")
+    out.extend(render_skips(inv))
+    w("")
+    blocking = len(inv.blocking)
+    w(f"Pitfalls ({len(inv.pitfalls)}" + (f", {blocking} blocking" if blocking else "") + "):")
     for p in inv.pitfalls:
-        w(f"  WARNING [{p.kind}] {p.subject}: {p.message}")
+        w("  " + pitfall_line(p))
     return "\n".join(out) + "\n"
+
+
+def pitfall_line(p: Pitfall) -> str:
+    return f"{'BLOCKING' if p.blocking else 'WARNING'} [{p.kind}] {p.subject}: {p.message}"
+
+
+def render_orphans(inv: Inventory) -> list[str]:
+    out = [f"Maildirs that no user account owns ({len(inv.orphans)}):"]
+    if not inv.orphans:
+        out.append("  (none: every Maildir of the backup belongs to a user listed above)")
+    for o in inv.orphans:
+        out.append(f"  {o.path}: {o.messages} msgs, {human(o.bytes)}, {o.folders} folders")
+        out.append(f"    {o.reason}")
+        out.append(f"    to keep it: {o.todo}")
+    return out
+
+
+def render_skips(inv: Inventory) -> list[str]:
+    """What the mail step of migration-import will skip; the users not in passwd in one line when they are
+    all of them (the usual case before the import, which creates them)."""
+    out = [f"What migration-import will not import (a prediction; passwd: {inv.passwd}):"]
+    regular = [u.name for u in inv.users if not u.system]
+    nopw = [s.user for s in inv.skips if s.kind == "not_in_passwd"]
+    for sk in inv.skips:
+        if sk.kind == "not_in_passwd" and regular and len(nopw) == len(regular):
+            continue
+        tag = "expected" if sk.expected else ("BLOCKING" if sk.blocking else "skip")
+        out.append(f"  {tag}: {sk.user}: {sk.message}")
+    if regular and len(nopw) == len(regular):
+        out.append(f"  note: none of the {len(regular)} users is in this host's passwd yet: the import creates the "
+                   "accounts before its mail step; any it cannot create is skipped there with '[ERROR] <user> "
+                   "skipped: not found in passwd database', and its mail is not imported")
+    if len(out) == 1:
+        out.append("  (nothing: every user's mailbox will be imported)")
+    return out

@@ -114,8 +114,11 @@ def prepare(
     port: int = 22,
     state_base: str | os.PathLike = DEFAULT_STATE,
     users: list[str] | None = None,
+    maildirs: list[str] | None = None,
 ) -> Seeding:
-    """Check the input and pair each user of the backup with its destination mailbox."""
+    """Check the input and pair each user of the backup with its destination mailbox. ``maildirs``:
+    ``NAME=USER`` items, each a Maildir of the backup that no user account owns
+    (``home/e-smith/files/users/NAME/Maildir``) and the mailbox it goes to."""
     if source_host is not None and not source_host.strip():
         raise BadInputError("--source-host is empty", "give the host as you will give it to maildirsync -s")
     if not 0 < port < 65536:
@@ -127,7 +130,7 @@ def prepare(
             f"the destination mailboxes root {dest} does not exist",
             "install the NethServer mail server (nethserver-mail-server) first, or pass --dest-root",
         )
-    inv = inspect_mod.inspect_tree(root, dest_root=str(dest), domain=None)
+    inv = inspect_mod.inspect_tree(root, dest_root=str(dest), domain=None, packages=False)
     acc = f"{inspect_mod.DB_DIR}/accounts"
     if acc in inv.missing_dbs:
         raise BadInputError(
@@ -173,9 +176,52 @@ def prepare(
         s.jobs.append(
             engine.UserJob(u.name, os.fsencode(root / u.mailbox.path), os.fsencode(box / "Maildir"), create=True)
         )
+    _orphan_jobs(s, inv, maildirs or [])
     if not inv.users:
         s.notes.append("the accounts database of the backup has no users")
     return s
+
+
+def _orphan_jobs(s: Seeding, inv, maildirs: list[str]) -> None:
+    """One job per ``--maildir NAME=USER``; a note for each orphan Maildir left out. The job is named after
+    NAME, not USER: the index then holds NAME's records, which `maildirsync -s` (that syncs USER from the
+    source's USER) never reads, so the copied mail stays mail of the destination's own, never deleted."""
+    by_name = {o.name: o for o in inv.orphans}
+    users = {u.name for u in inv.users}
+    taken = {os.fsdecode(j.dst_root): j.user for j in s.jobs}
+    mapped = set()
+    for item in maildirs:
+        name, sep, target = item.partition("=")
+        name, target = name.strip(), target.strip()
+        if not sep or not name or not target or "/" in name + target or "@" in target or target in (".", ".."):
+            raise BadInputError(f"--maildir {item!r}: give NAME=USER",
+                                "NAME a directory of home/e-smith/files/users, USER the mailbox it goes to "
+                                "(<USER>@<domain>)")  # fmt: skip
+        if name in users:
+            raise BadInputError(f"--maildir {item!r}: {name} is a user of the backup, whose Maildir is copied "
+                                f"to {name}@{s.domain} already", "--maildir is for the Maildirs no user owns")  # fmt: skip
+        o = by_name.get(name)
+        if o is None:
+            known = ", ".join(sorted(by_name)) or "none"
+            raise BadInputError(f"--maildir {item!r}: {s.tree}/{inspect_mod.predict.USERS_DIR}/{name}/Maildir is not "
+                                "a Maildir of the backup that no user owns",
+                                f"the Maildirs no user owns: {known}")  # fmt: skip
+        box = s.dest_root / f"{target}@{s.domain}"
+        dst = os.fsdecode(box / "Maildir")
+        if dst in taken:
+            raise BadInputError(f"--maildir {item!r}: {dst} also receives {taken[dst]}'s Maildir in this run",
+                                "copy it into a mailbox of its own, or in a run of its own (-u to leave the other "
+                                "user out)")  # fmt: skip
+        if box.is_symlink() or (box / "Maildir").is_symlink():
+            raise BadInputError(f"--maildir {item!r}: {box} or its Maildir is a symbolic link", "not written through")
+        taken[dst] = name
+        mapped.add(name)
+        s.jobs.append(engine.UserJob(name, os.fsencode(s.tree / o.path), os.fsencode(dst), create=True))
+        s.notes.append(f"{name}: the Maildir {o.path}, which no user account owns, goes to {target}@{s.domain}")
+    for o in inv.orphans:
+        if o.name not in mapped:
+            s.notes.append(f"{o.name}: {o.path} ({o.messages} messages) is {o.reason}: not copied; "
+                           f"`--maildir {o.name}=USER` copies it into USER's mailbox")  # fmt: skip
 
 
 # --------------------------------------------------------------------------- never backwards

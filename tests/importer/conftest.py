@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from typer.testing import CliRunner
 
 from importer.cli import app
-from importer_fixtures import build_sme_tree  # noqa: E402
+from importer_fixtures import HOSTILE_ACCOUNTS, build_hostile_tree, build_sme_tree, write  # noqa: E402
 
 
 @pytest.fixture
@@ -21,6 +22,17 @@ def sme_tree(tmp_path: Path) -> Path:
     return build_sme_tree(tmp_path / "migration")
 
 
+@pytest.fixture
+def hostile_tree(tmp_path: Path) -> Path:
+    """An SME tree whose accounts database is not in canonical form, with Maildirs no user owns."""
+    return build_hostile_tree(tmp_path / "migration")
+
+
+@pytest.fixture
+def hostile_accounts(tmp_path: Path) -> Path:
+    """HOSTILE_ACCOUNTS with a Latin-1 line and a CRLF line in it."""
+    data = HOSTILE_ACCOUNTS.encode() + "ren\xe9=user|FirstName|Ren\xe9\ncrlf=user|FirstName|Cr\r\n".encode("latin-1")
+    return write(tmp_path / "accounts", data)
 
 
 @dataclass
@@ -53,3 +65,13 @@ def cli():
         return r
 
     return run
+
+
+STANDINS = Path(__file__).parent / "standins"
+
+
+@pytest.fixture
+def standins(monkeypatch) -> Path:
+    """The stand-ins (signal-event, journalctl, rpm, nested-event) first on PATH."""
+    monkeypatch.setenv("PATH", f"{STANDINS}:{os.environ.get('PATH', '/usr/bin:/bin')}")
+    return STANDINS

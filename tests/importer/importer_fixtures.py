@@ -32,6 +32,19 @@ ghost=pseudonym|Account|nobody
 primary=ibay|Name|Primary i-bay|Group|admin
 """
 
+# An accounts database as a new user met it: lines not in canonical form, unknown types, broken escapes,
+# and one account line the old parser dropped without a word (jdoe's: no '=').
+HOSTILE_ACCOUNTS = ACCOUNTS + r"""  # an indented comment: a comment, as for NethServer's reader
+jdoe user|FirstName|John|LastName|Doe
+spaced = user|FirstName|Spaced|LastName|Key
+Upper=User|FirstName|Upper|LastName|Case
+legacy=mailbox|Description|an old kind of record
+broken=user|FirstName|Bro\ken|LastName|Esc\
+odd=user|FirstName
+=nokey|FirstName|Nobody
+carol=user|FirstName|Carol|LastName|Again|EmailForward|forward|ForwardAddress|carol@out.test
+"""
+
 CONFIGURATION = r"""# e-smith configuration database
 DomainName=example.com
 SystemName=sme
@@ -74,10 +87,10 @@ def add_messages(maildir: Path, folder: str = "", cur: int = 0, new: int = 0, si
         write(base / "new" / f"{2000 + i}.M{i}P1.sme,S={size}", b"y" * size, MAIL_MTIME)
 
 
-def build_sme_tree(root: Path) -> Path:
+def build_sme_tree(root: Path, accounts: str = ACCOUNTS) -> Path:
     """An exploded SME 8/9 full backup, small but with every kind of record."""
     db = root / "home/e-smith/db"
-    write(db / "accounts", ACCOUNTS)
+    write(db / "accounts", accounts)
     write(db / "configuration", CONFIGURATION)
     write(db / "domains", DOMAINS)
     users = root / "home/e-smith/files/users"
@@ -135,3 +148,20 @@ def make_tar(path: Path, members: list[M], mode: str = "w:gz") -> Path:
     return path
 
 
+
+
+def build_hostile_tree(root: Path) -> Path:
+    """The SME tree with HOSTILE_ACCOUNTS, and Maildirs that no type=user account owns: jdoe's (its line is
+    not a record), Upper's (type 'User'), legacy's (type 'mailbox'), www's (a system account), and one with
+    no account at all (gone)."""
+    build_sme_tree(root, HOSTILE_ACCOUNTS)
+    users = root / "home/e-smith/files/users"
+    add_messages(users / "jdoe/Maildir", cur=3, new=1)
+    add_messages(users / "jdoe/Maildir", ".Sent", cur=2)
+    add_messages(users / "Upper/Maildir", cur=1)
+    add_messages(users / "legacy/Maildir", cur=2)
+    add_messages(users / "www/Maildir", cur=1)
+    add_messages(users / "gone/Maildir", new=2)
+    add_messages(users / "spaced/Maildir", cur=1)
+    (users / "nomaildir").mkdir(parents=True)  # a home without a Maildir: nothing to report
+    return root
