@@ -6,14 +6,14 @@ included) is one :class:`maildirsync.engine.UserJob` from ``DIR/<their Maildir>`
 ``<dest-root>/<user>@<domain>/Maildir``, run by :func:`maildirsync.engine.run`.
 
 The index is the point. With ``--source-host HOST [--port P]`` the run writes into the index that
-``maildirsync -s HOST -p P`` keeps (``engine.state_dir_for(state, "HOST_P")``): the records name the
+``maildirsync -s HOST -p P`` keeps (``engine.index_key("HOST_P", dest_root)``): the records name the
 messages as the backup holds them, which is the source as it was when the backup was taken, so the next
 ``maildirsync -s`` sees exactly what changed on the source since then: new mail is downloaded, flag
 changes are renames, expunged mail is deleted, and the rest is not touched. Without ``--source-host`` the
 index is one of this backup alone (key ``local-<hash of DIR>``); the first ``maildirsync -s`` then finds no
-record, and adopts what the destination holds (same base, same size) without downloading it; but with no
-record of the control files either, it leaves a ``dovecot-uidlist`` that changed since the backup as the
-backup had it, and it never deletes what was expunged on the source after the backup. Running
+record, and adopts what the destination holds (same base, same size) without downloading it (its
+``dovecot-uidlist`` is merged with the live source's all the same, so UIDs stay), but it never deletes what
+was expunged on the source after the backup. Running
 ``mailboxes --source-host`` afterwards, before the first ``maildirsync -s``, records the copies in that
 source's index without copying anything again.
 
@@ -369,9 +369,8 @@ def closing_notes(s: Seeding, result: engine.RunResult) -> list[str]:
     return [
         f"{verb} the mailboxes in an index of this backup only ({s.state.index_path}), as --source-host was not "
         "given: the first `maildirsync -s HOST` adopts these messages without downloading them, but it does not "
-        "know these copies as its own: mail expunged on the source after the backup stays on the destination, "
-        "and a dovecot-uidlist that changed on the source since the backup is left as the backup had it (IMAP "
-        "UIDs of later mail may then differ from the source's). Before that first run, run this again with "
+        "know these copies as its own: mail expunged on the source after the backup stays on the destination. "
+        "Before that first run, run this again with "
         "--source-host HOST [--port P]: it records what is already here without copying it again"
     ]
 

@@ -81,7 +81,7 @@ def test_full_run_in_the_order_of_the_procedure(cli, lab):
     # every mailbox is at the destination, admin's included, and recorded in the index of the source
     for u in USERS:
         assert (lab["vmail"] / f"{u}@{DOMAIN}/Maildir/cur").is_dir(), u
-    index, _ = engine.state_dir_for(lab["state"], f"{HOST}_22").open_index(readonly=True)
+    index, _ = engine.state_dir_for(lab["state"], engine.index_key(f"{HOST}_22", lab["vmail"])).open_index(readonly=True)
     try:
         assert all(index.user_records(u.encode()) for u in USERS)
     finally:

@@ -52,7 +52,7 @@ def test_an_orphan_is_copied_into_the_mailbox_it_is_told(run):
     assert any("jdoe: the Maildir home/e-smith/files/users/jdoe/Maildir" in n and f"john@{DOMAIN}" in n
                for n in d["notes"])  # fmt: skip
     # recorded under its own name: john's own sync from the source never sees these as its records
-    index, _ = engine.state_dir_for(state, "192.0.2.7_22").open_index(readonly=True)
+    index, _ = engine.state_dir_for(state, engine.index_key("192.0.2.7_22", vmail)).open_index(readonly=True)
     try:
         assert index.user_records(b"jdoe") and not index.user_records(b"john")
     finally:
