@@ -13,6 +13,25 @@ from .plan import INDEX_ONLY, Action
 
 COLUMNS = ("new", "renamed", "moved", "deleted", "conflicts", "adopted", "failed")
 
+# What each sigil of the -v output means, in the order a reader meets them (README.md says the same).
+LEGEND = (
+    ("+", "download"),
+    ("*", "download again (content changed on the source)"),
+    ("!", "conflict: both kept"),
+    ("~", "rename (flags changed)"),
+    (">", "local move between folders"),
+    ("c", "local copy"),
+    ("=", "adopted (already there)"),
+    ("-", "delete"),
+    ("d", "create a folder"),
+    ("C", "control file (dovecot-uidlist, dovecot-keywords, subscriptions, ...)"),
+    (".", "index only (-vv)"),
+)
+
+
+def legend() -> str:
+    return "; ".join(f"{sigil} {meaning}" for sigil, meaning in LEGEND)
+
 
 def describe(a: Action) -> str:
     """One line for an action: sigil, folder, what happens."""
@@ -25,9 +44,9 @@ def describe(a: Action) -> str:
         return f"{a.sigil} {folder_display(a.from_folder)}/{_w(a.old)} -> {where}/{_w(a.dst)}"
     if a.kind == "rename":
         extra = " (flags merged)" if a.note else ""
-        return f"{a.sigil} {where}/{_w(a.old)} -> {_w(a.dst)}{extra}"
+        return f"{a.sigil} {where}/{_w(a.old)} -> {where}/{_w(a.dst)}{extra}"
     if a.kind == "adopt":
-        tail = f" -> {_w(a.dst)}" if a.dst != a.old else ""
+        tail = f" -> {where}/{_w(a.dst)}" if a.dst != a.old else ""
         return f"{a.sigil} {where}/{_w(a.old)}{tail} (already there, adopted)"
     if a.kind == "delete":
         return f"{a.sigil} {where}/{_w(a.old)}"
