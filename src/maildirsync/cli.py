@@ -129,9 +129,8 @@ app = typer.Typer(
     cls=Root,
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
-    help="Re-synchronise every mailbox of an SME Server 8/9 or NethService host (the source) into this "
-    "NethServer over SSH, incrementally and Maildir-aware; run as root on the destination. "
-    "See COMMAND --help for the other commands.",
+    help="Re-synchronise every mailbox of an SME Server, NethService or NethServer 6 host (the source) into this "
+    "NethServer, over SSH and incrementally. Run as root on the destination; see COMMAND -h for the other commands.",
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
 )
@@ -298,7 +297,7 @@ def root(
     dry_run: bool = DryRun,
     type_: str = typer.Option(
         "sme8", "-t", "--type", metavar="sme8|sme9|ns6", callback=_one_of(*remote.TYPES),
-        help="Source layout: sme8, sme9 (SME Server 9 keeps the SME 8 layout) or ns6 (NethService).",
+        help="Source layout: sme8, sme9 (SME Server 9 keeps the SME 8 layout) or ns6 (NethServer 6).",
     ),  # fmt: skip
     user: List[str] = UserOpt,
     login: str = LoginOpt,

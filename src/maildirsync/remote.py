@@ -15,7 +15,7 @@ from .maildir import bad_name, show
 from .transport import DIR, Source
 
 SKIPPED_USERS = frozenset({"vmail", "root"})
-# Source types (-t). SME Server 9 (CentOS 6) keeps SME 8's layout; NethService (ns6) is NethServer 6's.
+# Source types (-t). SME Server 9 (CentOS 6) keeps SME 8's layout; ns6 is NethServer 6's.
 TYPES = ("sme8", "sme9", "ns6")
 
 
