@@ -196,3 +196,29 @@ def test_rename_lines_show_the_folder_on_both_sides(tmp_path):
         "> Sent/cur/200.y:2,S -> Archive/cur/200.y:2,S",
         "~ Sent/cur/100.x:2,S -> Sent/cur/100.x:2,RS",
     ]
+
+
+@pytest.fixture
+def key(tmp_path) -> Path:
+    import asyncssh
+
+    k = tmp_path / "id_test"
+    k.write_bytes(asyncssh.generate_private_key("ssh-ed25519").export_private_key())
+    k.chmod(0o600)
+    return k
+
+
+@pytest.mark.parametrize(
+    "case, code, says",
+    [("no server on the port", 69, "127.0.0.1"), ("no key file", 78, "no SSH key at"), ("not a key", 78, "cannot use")],
+)
+def test_connection_problems_are_one_line_and_the_readme_code(tmp_path, key, case, code, says):
+    from maildirsync.lab.sshd import free_port
+
+    identity = {"no server on the port": key, "no key file": tmp_path / "missing", "not a key": tmp_path / "junk"}[case]
+    (tmp_path / "junk").write_text("not a key\n")
+    mkmaildir(tmp_path / "vmail" / "alice@example.org" / "Maildir")
+    p = cli("-s", "127.0.0.1", "-p", free_port(), "-i", identity, "--known-hosts", tmp_path / "kh",
+            "--state-dir", tmp_path / "state", "--dest-root", tmp_path / "vmail", "--domain", "example.org")  # fmt: skip
+    assert p.returncode == code and code in readme_exit_codes(), (p.returncode, p.stderr)
+    assert "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) == 1 and says in p.stderr

@@ -64,7 +64,10 @@ NOBODY = {
     "other users only": (_other_users_only, [], "on the source, 1 mailbox(es) in"),
     "wrong source type": (lambda w: None, ["-t", "ns6", "--vmail-dir", "/nonexistent"], "check -t (sme8, sme9 or ns6)"),
     "asked for a user with no mailbox": (
-        lambda w: shutil.rmtree(w[1] / f"admin@{DOMAIN}"), ["-u", "admin"], "not one of the users asked for"
+        lambda w: shutil.rmtree(w[1] / f"admin@{DOMAIN}"), ["-u", "admin"], "none of the users asked for (-u)"
+    ),
+    "asked for a user with no mail on the source": (
+        lambda w: mkmaildir(w[1] / f"carol@{DOMAIN}" / "Maildir"), ["-u", "carol"], "none of the users asked for (-u)"
     ),
 }
 
@@ -79,8 +82,10 @@ def test_nobody_paired_is_exit_67_with_the_hint(sshd_server, world, case, dry_ru
     assert p.returncode == EXIT_NO_USERS, p.stdout + p.stderr
     assert "Traceback" not in p.stderr
     errors = p.stderr.strip().splitlines()
-    assert len(errors) == 1 and errors[0].startswith("maildirsync: error: not one ") and says in errors[0], errors
-    if case != "wrong source type":
+    assert len(errors) == 1 and errors[0].startswith("maildirsync: error: n") and says in errors[0], errors
+    if case == "asked for a user with no mail on the source":
+        assert "carol: no Maildir on the source" in p.stdout
+    elif case != "wrong source type":
         # The per-user hint of before: which user, and what to do.
         assert "create the user" in p.stdout and "(or run maildirsync-import), then run again" in p.stdout
     assert raw_bytes(world[1]) == before

@@ -115,8 +115,10 @@ def map_users(source: Source, layout: Layout, dest_root: Path, domain: str | Non
 
 def _nobody(layout: Layout, dest_root: Path, domain: str | None, n_src: int, n_dest: int, only: bool) -> str:
     """Why not one user could be paired, and what to do about it."""
-    head = "not one " + ("of the users asked for" if only else "source user") + " has a mailbox on this server"
-    if n_src == 0 and not only:
+    if only:
+        return "none of the users asked for (-u) could be paired with a mailbox on this server: see the notes"
+    head = "not one source user has a mailbox on this server"
+    if n_src == 0:
         return (
             f"{head}: the source has no user under {_show(layout.users_root)}; check -t (sme8, sme9 or ns6)"
             + (" and --users-dir" if layout.sme else " and --vmail-dir")
