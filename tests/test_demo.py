@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from maildirsync.plan import SIGIL
 from maildirsync.report import LEGEND
