@@ -109,7 +109,7 @@ COMMANDS = ["", "sync", "setup", "status", "verify"]
 # What typer prints for options it was told nothing about, in one release or another.
 PLACEHOLDERS = re.compile(
     r"<(?:int|float|str|path|bool|list)\b[^>]*>|\brange>|\{\w+\}|\\\[|\b(?:TEXT|INTEGER|FLOAT|PATH|BOOLEAN)\b"
-    r"|\[default: 0\]|\[required\]|\d+<=x<=\d+"
+    r"|\[default: 0\]|\d+<=x<=\d+"
 )
 
 

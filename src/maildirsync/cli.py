@@ -77,6 +77,8 @@ def _help_record(p) -> tuple[str, str]:
         extra.append(f"default: {default:g}" if isinstance(default, float) else f"default: {default}")
     if p.envvar:
         extra.append(f"env var: {p.envvar}")
+    if p.required:
+        extra.append("required")
     return names, (p.help or "") + (f"  [{'; '.join(extra)}]" if extra else "")
 
 
