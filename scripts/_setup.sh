@@ -25,10 +25,19 @@ make_venv() {
             "$py" -m venv "$dir"
         }
     fi
+    # Wheels as NethServer 7 (glibc 2.17) gets them: pip asks a `_manylinux` module (PEP 600) whether a
+    # manylinux_2_X wheel may be installed, and this one says no above 2.17, so tests/test_glibc.py checks
+    # the wheel set that host installs. A venv made before the hook has its wheels taken again, once.
+    local hook reinstall=()
+    hook="$("$dir/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/_manylinux.py"
+    if [ ! -f "$hook" ]; then
+        printf 'def manylinux_compatible(major, minor, arch):\n    return (major, minor) <= (2, 17)\n' >"$hook"
+        reinstall=(--force-reinstall)
+    fi
     # Binary wheels only, as on NethServer 7 where nothing may be compiled (issue 12); pip's own warnings
     # about package mirrors this machine's configuration names but lacks are filtered out.
-    "$dir/bin/python" -m pip install -q --disable-pip-version-check --prefer-binary -e ".$extras" \
-        2> >(grep -v "is ignored: it is neither" >&2)
+    "$dir/bin/python" -m pip install -q --disable-pip-version-check --prefer-binary ${reinstall[@]+"${reinstall[@]}"} \
+        -e ".$extras" 2> >(grep -v "is ignored: it is neither" >&2)
 }
 
 # find_python X.Y: an interpreter of that version (on PATH, or under pyenv), or nothing.

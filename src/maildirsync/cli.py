@@ -1,11 +1,13 @@
 """The command line. It parses, calls the engine and renders; the decisions live elsewhere.
 
 Exit codes (README.md, "Exit codes"): 0 done or nothing to do; 1 a user failed; 2 bad usage or input;
-3 dry run with changes pending; 4 another run holds the index; 130 interrupted.
+3 dry run with changes pending; 4 another run holds the index; 67 not one source user has a mailbox
+here; 130 interrupted.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
@@ -17,20 +19,144 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 from . import engine, local, remote, report
 from .errors import EXIT_INTERRUPTED, MaildirsyncError, UsageError
 from .transport import SourceError
 
 DEFAULT_STATE = Path("/var/lib/maildirsync")
+# Why the index must not share a tree with the mail: mailbox tools (a user deleted, chown -R) would reach it,
+# and an index set aside after damage would take the mail with it.
+KEEP_APART = "keep the index and the mail apart (--state-dir)"
+DEFAULT_DEST_ROOT = Path("/var/lib/nethserver/vmail")
+MAIN_USE = "-s IPADDR [-p PORT] [-n] [-t sme8|sme9|ns6] [OPTIONS]"
+
+# click's exceptions, wherever this typer keeps them (typer >= 0.21 vendors click as typer._click).
+_click_errors = importlib.import_module(typer.BadParameter.__module__)
+
+
+class _Polished:
+    """What every command of ours does differently from typer's defaults. The help is rendered here, not by
+    typer, whose placeholders change from release to release (``<list[str]>``, ``<int range>``, ``{source}``,
+    an escaped ``\\[default: 22]``): every option shows its METAVAR, its help and its default, nothing else."""
+
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        return pieces + [p.metavar or p.name.upper() for p in self.get_params(ctx) if _is_argument(p)]
+
+    def format_options(self, ctx, formatter) -> None:
+        args = [_help_record(p) for p in self.get_params(ctx) if _is_argument(p)]
+        opts = [_help_record(p) for p in self.get_params(ctx) if not _is_argument(p) and not p.hidden]
+        for title, rows in (("Arguments", args), ("Options", opts)):
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
+        if hasattr(self, "format_commands"):
+            self.format_commands(ctx, formatter)
+
+    def parse_args(self, ctx, args):
+        try:
+            return super().parse_args(ctx, args)
+        except _click_errors.NoSuchOption as e:
+            raise _no_such_option(e, self, ctx) from None
+
+
+def _is_argument(p) -> bool:
+    return getattr(p, "param_type_name", "") == "argument"
+
+
+def _help_record(p) -> tuple[str, str]:
+    if _is_argument(p):
+        return p.metavar or p.name.upper(), p.help or ""
+    names = ", ".join(sorted(p.opts, key=lambda o: o.startswith("--")))  # -h, --help in every typer
+    if not (getattr(p, "is_flag", False) or getattr(p, "count", False)):
+        names += f" {p.metavar or 'VALUE'}"
+    extra = []
+    default = p.default
+    if p.show_default is not False and default not in (None, False, [], ()) and not callable(default):
+        extra.append(f"default: {default:g}" if isinstance(default, float) else f"default: {default}")
+    if p.envvar:
+        extra.append(f"env var: {p.envvar}")
+    if p.required:
+        extra.append("required")
+    return names, (p.help or "") + (f"  [{'; '.join(extra)}]" if extra else "")
+
+
+def _no_such_option(e, command, ctx):
+    """click suggests whatever difflib finds close (``sync --delete``: "Did you mean --create?"); we suggest
+    only options that contain what was typed, or are a typo away from it, and say where an option of
+    another command belongs."""
+    typed = e.option_name
+    names = [n for p in command.params for n in getattr(p, "opts", []) + getattr(p, "secondary_opts", [])]
+    alike = sorted(n for n in names if n.startswith("--") and _resembles(typed, n))
+    message = f"No such option: {typed}"
+    if not alike and ctx.parent is not None:
+        if any(typed in getattr(p, "opts", []) for p in ctx.parent.command.params):
+            message += f" ({typed} is an option of `maildirsync -s IPADDR`, not of `maildirsync {command.name}`)"
+    return _click_errors.NoSuchOption(typed, message=message, possibilities=alike, ctx=ctx)
+
+
+def _resembles(typed: str, name: str) -> bool:
+    t, n = typed.lstrip("-"), name.lstrip("-")
+    if len(t) < 2:
+        return False
+    return t in n or n in t or _distance(t, n) <= max(1, len(n) // 5)
+
+
+def _distance(a: str, b: str) -> int:
+    """Levenshtein distance (option names are short)."""
+    row = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, cb in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
+    return row[-1]
+
+
+class Command(_Polished, TyperCommand):
+    pass
+
+
+class Root(_Polished, TyperGroup):
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        return [MAIN_USE]
+
+    def format_usage(self, ctx, formatter) -> None:
+        # The main use first, as the old sync_maildirs.sh showed it; the other commands after.
+        formatter.write_usage(ctx.command_path, MAIN_USE)
+        formatter.write_usage(ctx.command_path, "COMMAND [ARGS]...", prefix="   or: ")
+
 
 app = typer.Typer(
+    cls=Root,
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
-    help="Maildir-aware incremental mailbox sync from an SME Server / NethService host to NethServer.",
+    help="Re-synchronise every mailbox of an SME Server, NethService or NethServer 6 host (the source) into this "
+    "NethServer, over SSH and incrementally. Run as root on the destination; see COMMAND -h for the other commands.",
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
 )
+
+
+def _between(lo, hi, what: str):
+    """A parse-time range check (typer's min/max would print "<int range>" and "1<=x<=16" in the help)."""
+
+    def check(value):
+        if value is not None and not lo <= value <= hi:
+            raise typer.BadParameter(f"{value:g} is not {what} from {lo} to {hi}")
+        return value
+
+    return check
+
+
+def _one_of(*choices: str):
+    def check(value: str) -> str:
+        if value not in choices:
+            raise typer.BadParameter(f"{value!r}: choose {', '.join(choices[:-1])} or {choices[-1]}")
+        return value
+
+    return check
 
 
 def parse_owner(spec: Optional[str]) -> tuple[int, int] | None:
@@ -42,11 +168,16 @@ def parse_owner(spec: Optional[str]) -> tuple[int, int] | None:
     import pwd
 
     user, _, group = spec.partition(":")
+    group = group or user
+    hint = "give USER:GROUP of this host, numeric ids, or keep"
     try:
         uid = int(user) if user.isdigit() else pwd.getpwnam(user).pw_uid
-        gid = int(group) if group.isdigit() else grp.getgrnam(group or user).gr_gid
-    except KeyError as e:
-        raise UsageError(f"--owner {spec}: no such user or group {e}") from None
+    except KeyError:
+        raise UsageError(f"--owner {spec}: no user {user!r} on this host ({hint})") from None
+    try:
+        gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise UsageError(f"--owner {spec}: no group {group!r} on this host ({hint})") from None
     return uid, gid
 
 
@@ -117,73 +248,113 @@ def execute(jobs, source, state, opts, as_json: bool, verbose: int, command: str
 
 
 def fail(e: MaildirsyncError, as_json: bool) -> None:
+    notes = getattr(e, "notes", [])
     if as_json:
-        print(json.dumps({"error": e.message, "exit_code": e.exit_code}))
+        print(json.dumps({"error": e.message, "exit_code": e.exit_code, **({"notes": notes} if notes else {})}))
     else:
+        for note in notes:
+            print(f"note: {note}")
+        sys.stdout.flush()
         print(f"maildirsync: error: {e.message}", file=sys.stderr)
     raise typer.Exit(e.exit_code)
 
 
 DryRun = typer.Option(False, "-n", "--dry-run", help="Print the plan; change nothing (the index included).")
-Verbose = typer.Option(0, "-v", "--verbose", count=True, help="List every action (-vv: index-only ones too).")
+Verbose = typer.Option(
+    0, "-v", "--verbose", count=True, show_default=False, help="List every action (-vv: index-only ones too)."
+)
 AsJson = typer.Option(False, "--json", help="Machine-readable report on stdout (with -v: every action).")
 NoDelete = typer.Option(False, "--no-delete", help="Never delete on the destination.")
 MaxDelete = typer.Option(
-    50.0, "--max-delete", min=0, max=100,
-    help="Refuse to delete more than this percent of a folder's synced messages; and refuse a user of whom "
-    "more than this percent of what was placed is gone from the destination.",
-)
+    50.0, "--max-delete", metavar="PCT", callback=_between(0, 100, "a percentage"),
+    help="Refuse to delete more than PCT% (0 to 100) of a folder's synced messages; and refuse a user when "
+    "more than PCT% of what was placed in a folder is gone from the destination.",
+)  # fmt: skip
 ForgetOpt = typer.Option(
     [], "--forget", metavar="USER",
     help="Set aside the index's records of USER (repeatable): what the destination holds is adopted, what it "
     "lacks is fetched again. For a destination that lost mail maildirsync had placed.",
-)
+)  # fmt: skip
 StateOpt = typer.Option(
-    None, "--state-dir", help=f"Where the index lives (default {DEFAULT_STATE}).", envvar="MAILDIRSYNC_STATE_DIR"
+    None, "--state-dir", metavar="DIR", envvar="MAILDIRSYNC_STATE_DIR",
+    help=f"Where the indexes live, and the SSH key and known_hosts of -s (default {DEFAULT_STATE}).",
+)  # fmt: skip
+OwnerOpt = typer.Option(
+    None, "--owner", metavar="USER:GROUP", help="Owner of what is created (default vmail:vmail if it exists; 'keep')."
 )
-OwnerOpt = typer.Option(None, "--owner", help="USER:GROUP for what we create (default vmail:vmail if it exists; 'keep').")
-JobsOpt = typer.Option(1, "-j", "--jobs", min=1, max=64, help="Users synced in parallel.")
+JobsOpt = typer.Option(
+    1, "-j", "--jobs", metavar="N", callback=_between(1, 64, "a number"), help="Users synced in parallel (1 to 64)."
+)
+UserOpt = typer.Option([], "-u", "--user", metavar="USER", help="Only this user (repeatable).")
+LoginOpt = typer.Option("root", "-l", "--login", metavar="LOGIN", help="SSH login on the source.")
+KnownHostsOpt = typer.Option(
+    None, "--known-hosts", metavar="FILE", help="Host keys (default: known_hosts in the state directory)."
+)
+AcceptNewOpt = typer.Option(False, "--accept-new-host-key", help="Record the source's host key if unknown.")
+DestRootOpt = typer.Option(
+    DEFAULT_DEST_ROOT, "--dest-root", metavar="DIR", help="Destination mailboxes: DIR/<user>@<domain>/Maildir."
+)
+DomainOpt = typer.Option(None, "--domain", metavar="DOMAIN", help="Mail domain (default: the host's, hostname -d).")
+
+
+def PortOpt(help: str):
+    return typer.Option(22, "-p", "--port", metavar="PORT", callback=_between(1, 65535, "a port: a number"), help=help)
 
 
 @app.callback(invoke_without_command=True)
 def root(
     ctx: typer.Context,
     source_host: Optional[str] = typer.Option(None, "-s", "--source", metavar="IPADDR", help="Pull from this host over SSH."),
-    port: int = typer.Option(22, "-p", "--port", help="SSH port on the source host."),
+    port: int = PortOpt("SSH port on the source host."),
     dry_run: bool = DryRun,
-    type_: str = typer.Option("sme8", "-t", "--type", metavar="sme8|ns6", help="Source layout."),
-    user: List[str] = typer.Option([], "-u", "--user", help="Only this user (repeatable)."),
-    login: str = typer.Option("root", "-l", "--login", help="SSH login on the source."),
-    identity: Optional[Path] = typer.Option(None, "-i", "--identity", help="SSH private key (default STATE/id_rsa)."),
-    known_hosts: Optional[Path] = typer.Option(None, "--known-hosts", help="Host keys (default STATE/known_hosts)."),
-    accept_new: bool = typer.Option(False, "--accept-new-host-key", help="Record the source's host key if unknown."),
-    dest_root: Path = typer.Option(Path("/var/lib/nethserver/vmail"), "--dest-root", help="Destination mailboxes."),
-    domain: Optional[str] = typer.Option(None, "--domain", help="Mail domain (default: the host's domain)."),
-    jobs: int = typer.Option(4, "-j", "--jobs", min=1, max=16, help="Users synced in parallel over the one connection."),
-    transport: str = typer.Option("auto", "--transport", metavar="auto|sftp", help="sftp: use SFTP only."),
+    type_: str = typer.Option(
+        "sme8", "-t", "--type", metavar="sme8|sme9|ns6", callback=_one_of(*remote.TYPES),
+        help="Source layout: sme8, sme9 (SME Server 9 keeps the SME 8 layout) or ns6 (NethServer 6).",
+    ),  # fmt: skip
+    user: List[str] = UserOpt,
+    login: str = LoginOpt,
+    identity: Optional[Path] = typer.Option(
+        None, "-i", "--identity", metavar="KEY", help="SSH private key (default: id_rsa in the state directory)."
+    ),
+    known_hosts: Optional[Path] = KnownHostsOpt,
+    accept_new: bool = AcceptNewOpt,
+    dest_root: Path = DestRootOpt,
+    domain: Optional[str] = DomainOpt,
+    jobs: int = typer.Option(
+        4, "-j", "--jobs", metavar="N", callback=_between(1, 16, "a number"),
+        help="Users synced in parallel over the one connection (1 to 16).",
+    ),  # fmt: skip
+    transport: str = typer.Option(
+        "auto", "--transport", metavar="auto|sftp", callback=_one_of("auto", "sftp"),
+        help="auto: find/tar over SSH where the login may run commands, else SFTP; sftp: SFTP only.",
+    ),  # fmt: skip
     no_delete: bool = NoDelete,
     max_delete: float = MaxDelete,
     state_dir: Optional[Path] = StateOpt,
     owner: Optional[str] = OwnerOpt,
-    users_dir: str = typer.Option("/home/e-smith/files/users", "--users-dir", help="sme8: users' homes on the source."),
-    admin_maildir: str = typer.Option("/home/e-smith/Maildir", "--admin-maildir", help="sme8: admin's Maildir."),
-    vmail_dir: str = typer.Option("/var/lib/nethserver/vmail", "--vmail-dir", help="ns6: mailboxes on the source."),
+    users_dir: str = typer.Option(
+        "/home/e-smith/files/users", "--users-dir", metavar="DIR", help="sme8/sme9: users' homes on the source."
+    ),
+    admin_maildir: str = typer.Option(
+        "/home/e-smith/Maildir", "--admin-maildir", metavar="DIR", help="sme8/sme9: admin's Maildir."
+    ),
+    vmail_dir: str = typer.Option(
+        "/var/lib/nethserver/vmail", "--vmail-dir", metavar="DIR", help="ns6: mailboxes on the source."
+    ),
     verbose: int = Verbose,
     as_json: bool = AsJson,
     forget: List[str] = ForgetOpt,
 ) -> None:
-    """maildirsync -s IPADDR [-p PORT] [-n] [-t sme8|ns6]: re-synchronise every mailbox from the source."""
+    """Re-synchronise every mailbox from the source (see the main help)."""
     if ctx.invoked_subcommand is not None:
         return
     if source_host is None:
         print(ctx.get_help())
         raise typer.Exit(2)
     try:
-        if type_ not in ("sme8", "ns6"):
-            raise UsageError(f"-t {type_}: the source type is sme8 or ns6")
-        if transport not in ("auto", "sftp"):
-            raise UsageError(f"--transport {transport}: choose auto or sftp")
         state_base = state_dir or DEFAULT_STATE
+        state = engine.state_dir_for(state_base, engine.index_key(f"{source_host}_{port}", dest_root))
+        local.refuse_overlap("the index", state.path, "the destination root", dest_root, KEEP_APART)
         layout = remote.Layout(type_, users_dir, admin_maildir, vmail_dir)
         opts = run_options(dry_run, no_delete, max_delete, owner, jobs, verbose, forget,
                            (f"{source_host}:{port} ({type_})", str(dest_root.absolute())))  # fmt: skip
@@ -201,7 +372,6 @@ def root(
         )
         try:
             mapping = remote.map_users(source, layout, dest_root, domain or remote.host_domain(), user)
-            state = engine.state_dir_for(state_base, engine.index_key(f"{source_host}_{port}", dest_root))
             code = execute(
                 mapping.jobs, source, state, opts, as_json, verbose, f"maildirsync -s {source_host}", mapping.notes
             )
@@ -214,10 +384,12 @@ def root(
     raise typer.Exit(code)
 
 
-@app.command("sync")
+@app.command("sync", cls=Command)
 def sync_cmd(
-    source: Path = typer.Argument(..., help="A Maildir, or a directory of <user>/Maildir."),
-    dest: Path = typer.Argument(..., help="A Maildir, or a directory of <user>/Maildir."),
+    source: Path = typer.Argument(..., metavar="SOURCE", help="A Maildir, or a directory of <user>/Maildir."),
+    dest: Path = typer.Argument(
+        ..., metavar="DEST", help="A Maildir, or a directory of <user>/Maildir; or empty, or missing (created)."
+    ),
     dry_run: bool = DryRun,
     verbose: int = Verbose,
     as_json: bool = AsJson,
@@ -226,29 +398,33 @@ def sync_cmd(
     state_dir: Optional[Path] = StateOpt,
     owner: Optional[str] = OwnerOpt,
     jobs: int = JobsOpt,
-    user: List[str] = typer.Option([], "-u", "--user", help="Only this user (repeatable)."),
-    create: bool = typer.Option(False, "--create", help="Create destination mailboxes that do not exist yet."),
+    user: List[str] = UserOpt,
+    create: bool = typer.Option(
+        False, "--create", help="Create destination mailboxes that do not exist yet (even in a DEST holding other things)."
+    ),
     forget: List[str] = ForgetOpt,
 ) -> None:
     """Sync between two local trees (a mounted disk, an exploded backup)."""
     try:
         jobs_list, key, notes = local.jobs(source, dest, user, create)
+        state = engine.state_dir_for(state_dir or DEFAULT_STATE, key)
+        for what, tree in (("the source", source), ("the destination", dest)):
+            local.refuse_overlap("the index", state.path, what, tree, KEEP_APART)
         opts = run_options(dry_run, no_delete, max_delete, owner, jobs, verbose, forget,
                            (str(source.absolute()), str(dest.absolute())))  # fmt: skip
-        state = engine.state_dir_for(state_dir or DEFAULT_STATE, key)
         code = execute(jobs_list, local.LocalSource(), state, opts, as_json, verbose, "maildirsync sync", notes)
     except MaildirsyncError as e:
         fail(e, as_json)
     raise typer.Exit(code)
 
 
-@app.command("setup")
+@app.command("setup", cls=Command)
 def setup_cmd(
     source_host: str = typer.Option(..., "-s", "--source", metavar="IPADDR", help="The source host."),
-    port: int = typer.Option(22, "-p", "--port", help="SSH port on the source host."),
-    login: str = typer.Option("root", "-l", "--login", help="SSH login on the source."),
-    accept_new: bool = typer.Option(False, "--accept-new-host-key", help="Record the source's host key if unknown."),
-    known_hosts: Optional[Path] = typer.Option(None, "--known-hosts", help="Host keys (default STATE/known_hosts)."),
+    port: int = PortOpt("SSH port on the source host."),
+    login: str = LoginOpt,
+    accept_new: bool = AcceptNewOpt,
+    known_hosts: Optional[Path] = KnownHostsOpt,
     state_dir: Optional[Path] = StateOpt,
 ) -> None:
     """Create the tool's own SSH key and install it on the source (asks once for the password).
@@ -277,12 +453,12 @@ def _state_dirs(base: Path, source_host: Optional[str], port: int) -> list[Path]
     return [p for p in found if p.name == key or p.name.startswith(key + "-")]
 
 
-@app.command("status")
+@app.command("status", cls=Command)
 def status_cmd(
     source_host: Optional[str] = typer.Option(None, "-s", "--source", metavar="IPADDR", help="Only this source."),
-    port: int = typer.Option(22, "-p", "--port"),
+    port: int = PortOpt("With -s: the source's SSH port, as given to maildirsync -s."),
     state_dir: Optional[Path] = StateOpt,
-    as_json: bool = AsJson,
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable: per index, per user, the last status."),
 ) -> None:
     """Per source and user: the last sync, its status and counts."""
     from .index import StateDir
@@ -319,23 +495,38 @@ def status_cmd(
             )
 
 
-@app.command("verify")
+@app.command("verify", cls=Command)
 def verify_cmd(
     source_host: str = typer.Option(..., "-s", "--source", metavar="IPADDR", help="The source whose index to check."),
-    port: int = typer.Option(22, "-p", "--port", help="SSH port on the source host."),
-    dest_root: Path = typer.Option(Path("/var/lib/nethserver/vmail"), "--dest-root", help="Destination mailboxes."),
-    domain: Optional[str] = typer.Option(None, "--domain", help="Mail domain (default: the host's domain)."),
-    user: List[str] = typer.Option([], "-u", "--user", help="Only this user (repeatable)."),
+    port: int = PortOpt("The source's SSH port, as given to maildirsync -s."),
+    dest_root: Path = DestRootOpt,
+    domain: Optional[str] = DomainOpt,
+    user: List[str] = UserOpt,
     state_dir: Optional[Path] = StateOpt,
-    as_json: bool = AsJson,
-    type_: str = typer.Option("sme8", "-t", "--type", metavar="sme8|ns6", help="Source layout."),
-    login: str = typer.Option("root", "-l", "--login", help="SSH login on the source."),
-    identity: Optional[Path] = typer.Option(None, "-i", "--identity", help="SSH private key (default STATE/id_rsa)."),
-    known_hosts: Optional[Path] = typer.Option(None, "--known-hosts", help="Host keys (default STATE/known_hosts)."),
-    users_dir: str = typer.Option("/home/e-smith/files/users", "--users-dir", help="sme8: users' homes on the source."),
-    admin_maildir: str = typer.Option("/home/e-smith/Maildir", "--admin-maildir", help="sme8: admin's Maildir."),
-    vmail_dir: str = typer.Option("/var/lib/nethserver/vmail", "--vmail-dir", help="ns6: mailboxes on the source."),
-    no_source: bool = typer.Option(False, "--no-source", help="Do not connect: check the destination against the index only."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Machine-readable: per user, what was checked and every difference."
+    ),
+    type_: str = typer.Option(
+        "sme8", "-t", "--type", metavar="sme8|sme9|ns6", callback=_one_of(*remote.TYPES),
+        help="Source layout, as given to maildirsync -s.",
+    ),  # fmt: skip
+    login: str = LoginOpt,
+    identity: Optional[Path] = typer.Option(
+        None, "-i", "--identity", metavar="KEY", help="SSH private key (default: id_rsa in the state directory)."
+    ),
+    known_hosts: Optional[Path] = KnownHostsOpt,
+    users_dir: str = typer.Option(
+        "/home/e-smith/files/users", "--users-dir", metavar="DIR", help="sme8/sme9: users' homes on the source."
+    ),
+    admin_maildir: str = typer.Option(
+        "/home/e-smith/Maildir", "--admin-maildir", metavar="DIR", help="sme8/sme9: admin's Maildir."
+    ),
+    vmail_dir: str = typer.Option(
+        "/var/lib/nethserver/vmail", "--vmail-dir", metavar="DIR", help="ns6: mailboxes on the source."
+    ),
+    no_source: bool = typer.Option(
+        False, "--no-source", help="Do not connect: check the destination against the index only (no UIDs)."
+    ),
 ) -> None:
     """Re-hash destination messages against the index, and compare each folder's UIDs with the source's
     (exit 1 on a difference)."""
@@ -350,8 +541,6 @@ def verify_cmd(
         else:
             from . import ssh
 
-            if type_ not in ("sme8", "ns6"):
-                raise UsageError(f"-t {type_}: the source type is sme8 or ns6")
             source = ssh.open_source(source_host, port, login, identity or base / "id_rsa",
                                      known_hosts or base / "known_hosts", False, "auto")  # fmt: skip
             try:

@@ -8,6 +8,7 @@ EXIT_FAILED = 1  # at least one user failed; the others were synced
 EXIT_USAGE = 2  # bad command line or input: nothing was done
 EXIT_PENDING = 3  # dry run only: the plan has changes to apply
 EXIT_BUSY = 4  # another run holds the index
+EXIT_NO_USERS = 67  # not one source user has a mailbox on the destination (sysexits' EX_NOUSER)
 EXIT_INTERRUPTED = 130  # Ctrl-C: the message in flight was finished and the index committed
 
 
@@ -30,6 +31,17 @@ class UsageError(MaildirsyncError):
 
 class NotAMaildir(MaildirsyncError):
     exit_code = EXIT_USAGE
+
+
+class NoMailboxPaired(MaildirsyncError):
+    """Not one source user could be paired with a destination mailbox: nothing was synced. ``notes`` say,
+    user by user, what is missing and what to do."""
+
+    exit_code = EXIT_NO_USERS
+
+    def __init__(self, message: str, notes: list[str]):
+        super().__init__(message)
+        self.notes = notes
 
 
 class IndexBusy(MaildirsyncError):

@@ -1,6 +1,6 @@
 """Which mailboxes to pull from a live source, following the old script's layout rules (DESIGN.md §1):
-destination ``<dest-root>/<user>@<domain>/Maildir``, source by layout (sme8: ``<users-dir>/<user>/Maildir``,
-admin at ``/home/e-smith/Maildir``; ns6: ``<vmail-dir>/<user>/Maildir``)."""
+destination ``<dest-root>/<user>@<domain>/Maildir``, source by layout (sme8, and sme9 which keeps it:
+``<users-dir>/<user>/Maildir``, admin at ``/home/e-smith/Maildir``; ns6: ``<vmail-dir>/<user>/Maildir``)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .engine import UserJob
-from .errors import UsageError
+from .errors import NoMailboxPaired, UsageError
 from .maildir import bad_name, show
 from .transport import DIR, Source
 
 SKIPPED_USERS = frozenset({"vmail", "root"})
+# Source types (-t). SME Server 9 (CentOS 6) keeps SME 8's layout; ns6 is NethServer 6's.
+TYPES = ("sme8", "sme9", "ns6")
 
 
 @dataclass
@@ -24,8 +26,12 @@ class Layout:
     admin_maildir: str = "/home/e-smith/Maildir"
     vmail_dir: str = "/var/lib/nethserver/vmail"
 
+    @property
+    def sme(self) -> bool:
+        return self.type != "ns6"
+
     def source_path(self, user: str) -> str:
-        if self.type == "ns6":
+        if not self.sme:
             return f"{self.vmail_dir}/{user}/Maildir"
         if user == "admin":
             return self.admin_maildir
@@ -33,7 +39,7 @@ class Layout:
 
     @property
     def users_root(self) -> str:
-        return self.vmail_dir if self.type == "ns6" else self.users_dir
+        return self.users_dir if self.sme else self.vmail_dir
 
 
 @dataclass
@@ -77,7 +83,7 @@ def source_users(source: Source, layout: Layout) -> set[str]:
         raw = source.scan(root, {})
         # A name that cannot be a file name here (control bytes, ...) is no user of ours.
         users = {os.fsdecode(e.rel) for e in raw.entries if e.kind == DIR and b"/" not in e.rel and not bad_name(e.rel)}
-    if layout.type == "sme8" and source.exists(os.fsencode(layout.admin_maildir)):
+    if layout.sme and source.exists(os.fsencode(layout.admin_maildir)):
         users.add("admin")
     return users - SKIPPED_USERS
 
@@ -102,7 +108,30 @@ def map_users(source: Source, layout: Layout, dest_root: Path, domain: str | Non
             m.notes.append(f"{_show(user)}: no Maildir on the source ({_show(src_path)}); nothing to sync")
             continue
         m.jobs.append(UserJob(user, os.fsencode(src_path), os.fsencode(dest[user])))
+    if not m.jobs:
+        raise NoMailboxPaired(_nobody(layout, dest_root, domain, len(src_users), len(dest), bool(only)), m.notes)
     return m
+
+
+def _nobody(layout: Layout, dest_root: Path, domain: str | None, n_src: int, n_dest: int, only: bool) -> str:
+    """Why not one user could be paired, and what to do about it."""
+    if only:
+        return "none of the users asked for (-u) could be paired with a mailbox on this server: see the notes"
+    head = "not one source user has a mailbox on this server"
+    if n_src == 0:
+        return (
+            f"{head}: the source has no user under {_show(layout.users_root)}; check -t (sme8, sme9 or ns6)"
+            + (" and --users-dir" if layout.sme else " and --vmail-dir")
+        )
+    if n_dest == 0:
+        return (
+            f"{head}: {dest_root} holds no <user>@{domain or '<domain>'}/Maildir; create the users here "
+            "(or run maildirsync-import), or check --dest-root, then run again"
+        )
+    return (
+        f"{head} ({n_src} on the source, {n_dest} mailbox(es) in {dest_root}): create the users here "
+        "(or run maildirsync-import), then run again"
+    )
 
 
 def _show(name: str) -> str:

@@ -3,15 +3,35 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
-from typing import TextIO
+from typing import Callable, TextIO
 
 from .engine import RunResult, UserResult
 from .maildir import folder_display, show
 from .plan import INDEX_ONLY, Action
 
 COLUMNS = ("new", "renamed", "moved", "deleted", "conflicts", "adopted", "skipped", "failed")
+
+# What each sigil of the -v output means, in the order a reader meets them (README.md says the same).
+LEGEND = (
+    ("+", "download"),
+    ("*", "download again (content changed on the source)"),
+    ("!", "conflict: both kept"),
+    ("~", "rename (flags changed)"),
+    (">", "local move between folders"),
+    ("c", "local copy"),
+    ("=", "adopted (already there)"),
+    ("-", "delete"),
+    ("d", "create a folder"),
+    ("C", "control file (dovecot-uidlist, dovecot-keywords, subscriptions, ...)"),
+    (".", "index only (-vv)"),
+)
+
+
+def legend() -> str:
+    return "; ".join(f"{sigil} {meaning}" for sigil, meaning in LEGEND)
 
 
 def describe(a: Action) -> str:
@@ -25,9 +45,9 @@ def describe(a: Action) -> str:
         return f"{a.sigil} {folder_display(a.from_folder)}/{_w(a.old)} -> {where}/{_w(a.dst)}"
     if a.kind == "rename":
         extra = " (flags merged)" if a.note else ""
-        return f"{a.sigil} {where}/{_w(a.old)} -> {_w(a.dst)}{extra}"
+        return f"{a.sigil} {where}/{_w(a.old)} -> {where}/{_w(a.dst)}{extra}"
     if a.kind == "adopt":
-        tail = f" -> {_w(a.dst)}" if a.dst != a.old else ""
+        tail = f" -> {where}/{_w(a.dst)}" if a.dst != a.old else ""
         return f"{a.sigil} {where}/{_w(a.old)}{tail} (already there, adopted)"
     if a.kind == "delete":
         return f"{a.sigil} {where}/{_w(a.old)}"
@@ -139,22 +159,34 @@ def print_summary(result: RunResult, out: TextIO | None = None) -> None:
 
 class Progress:
     """Progress on a terminal (users done, messages, bytes, rate, ETA); a quiet no-op elsewhere, where
-    per-user log lines are printed instead."""
+    per-user log lines are printed instead.
 
-    def __init__(self, total_users: int, stream: TextIO | None = None, enabled: bool | None = None):
+    On a terminal the line is redrawn in place: carriage return, the text, then erase to the end of the
+    line, so nothing of a longer earlier redraw is left behind; and the text always fits in one column
+    less than the terminal is wide, so it never wraps (a wrapped line would scroll at every redraw)."""
+
+    def __init__(
+        self,
+        total_users: int,
+        stream: TextIO | None = None,
+        enabled: bool | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.total = total_users
         self.stream = stream = stream or sys.stderr
         self.enabled = stream.isatty() if enabled is None else enabled
+        self.clock = clock
         self.users_done = 0
         self.files = 0
         self.bytes = 0
-        self.t0 = time.monotonic()
+        self.t0 = clock()
         self._last = 0.0
+        self._drawn = False
 
     def advance(self, user: str, files: int, nbytes: int) -> None:
         self.files += files
         self.bytes += nbytes
-        now = time.monotonic()
+        now = self.clock()
         if self.enabled and now - self._last > 0.2:
             self._last = now
             self._draw()
@@ -174,19 +206,43 @@ class Progress:
                 flush=True,
             )
 
-    def _draw(self) -> None:
-        el = max(time.monotonic() - self.t0, 1e-6)
-        rate = self.bytes / el
+    def line(self, width: int) -> str:
+        """The progress text for a terminal ``width`` columns wide: the fullest form that fits in
+        ``width - 1`` columns (the last column is left free: writing there makes some terminals wrap)."""
+        el = max(self.clock() - self.t0, 1e-6)
+        rate = f"{human_bytes(int(self.bytes / el))}/s"
+        users = f"{self.users_done}/{self.total}"
         eta = ""
         if self.users_done and self.users_done < self.total:
-            eta = f" ETA {el / self.users_done * (self.total - self.users_done):.0f}s"
-        self.stream.write(
-            f"\r users {self.users_done}/{self.total}  messages {self.files}  {human_bytes(self.bytes)}"
-            f"  {human_bytes(int(rate))}/s{eta}   "
-        )
+            eta = f"{el / self.users_done * (self.total - self.users_done):.0f}s"
+        size = human_bytes(self.bytes)
+        forms = [
+            [f"users {users}", f"messages {self.files}", size, rate, eta and f"ETA {eta}"],
+            [f"users {users}", f"msgs {self.files}", size, rate, eta and f"ETA {eta}"],
+            [users, str(self.files), size, rate, eta],
+            [users, size, eta],
+            [users],
+        ]
+        room = max(width - 1, 0)
+        for parts in forms:
+            text = " " + "  ".join(p for p in parts if p)
+            if len(text) <= room:
+                return text
+        return text[:room]
+
+    def _width(self) -> int:
+        # Asked at every redraw: the terminal may have been resized since the last one.
+        try:
+            return os.get_terminal_size(self.stream.fileno()).columns or 80
+        except (AttributeError, OSError, ValueError):
+            return 80
+
+    def _draw(self) -> None:
+        self.stream.write("\r" + self.line(self._width()) + "\x1b[K")
         self.stream.flush()
+        self._drawn = True
 
     def close(self) -> None:
-        if self.enabled:
+        if self.enabled and self._drawn:
             self.stream.write("\n")
             self.stream.flush()

@@ -15,6 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ..report import legend
 from .corpus import SME8_ADMIN, SME8_USERS, CorpusSpec, generate
 from .scenarios import apply as mutate
 from .sshd import start_sshd
@@ -73,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         say("Meanwhile on the source: flags change on 10% of the mail, 1% new mail, 1% moved")
         for i, scenario in enumerate(("flags", "new", "moved")):
             mutate(scenario, source_root, "sme8", seed=7, step=i + 1)
-        say("Dry run of the incremental sync, itemized (~ rename, > move, + download)")
+        say("Dry run of the incremental sync, itemized: one line per action, its sigil first")
+        print(f"sigils: {legend()}")
         run(base + ["-n", "-v"])
         say("Incremental sync: flag changes are renames, moves are local; only new mail is downloaded")
         rc = run(base) or rc
