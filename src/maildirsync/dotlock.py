@@ -76,7 +76,9 @@ class FolderLock:
         delay = 0.005
         while True:
             try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+                # Readable by the mail server from its creation on (it watches a lock it waits for, with
+                # inotify, which needs that); it holds nothing but our pid.
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
             except FileExistsError:
                 if self._override_stale():
                     continue

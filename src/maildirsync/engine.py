@@ -25,7 +25,7 @@ from .plan import (
     ADOPT, CONFLICT, CONTROL, COPY, DELETE, FETCH, MOVE, REFETCH, RENAME, Inputs, Options, Plan, make_plan,
     same_mtime,
 )  # fmt: skip
-from .transport import RawScan, Source, SourceError, records
+from .transport import FILE, RawScan, Source, SourceError, read_many, records
 from .uidlist import NAME as UIDLIST
 from .uidplan import plan_uids
 
@@ -171,7 +171,10 @@ def run(
             else:
                 result.users = [one(j) for j in jobs]
         finally:
-            index.close()
+            try:
+                index.close()
+            except IndexError_ as e:  # the last statuses could not be written: the next run works them out
+                result.notes.append(str(e))
         result.interrupted = stop.is_set()
         return result
     finally:
@@ -235,14 +238,14 @@ def _sync_user(job, source, index, opts, stop, progress, scan) -> UserResult:
         return UserResult(job.user, "failed", vanished.format(user=job.user))
 
     ctl_hash = _dst_control_hashes(job.dst_root, dst, states)
-    kw = _keyword_translations(source, job, src, dst, states, ctl_hash)
+    kw = _keyword_translations(source, job, src, dst, states, ctl_hash, src_raw.files)
     inputs = Inputs(src, dst, recs, states, ctl_hash, kw, opts.plan, sep=sep,
                     counts={f: w.count for f, w in work.items() if not w.whole},
                     others=_lookup_others(index, user, job.dst_root, work, recs, dst, sep) if states else None,
                     taken=lambda f, b: _has_base(work.get(f), b, sep))  # fmt: skip
     plan = make_plan(inputs)
     try:
-        plan_uids(plan, inputs, _uid_lists(source, job, src, quiet), lambda f: _names_of(work.get(f), dst, f, sep),
+        plan_uids(plan, inputs, _uid_lists(source, job, src, quiet, src_raw.files), lambda f: _names_of(work.get(f), dst, f, sep),
                   lambda f: set(work[f].dst_added) if f in work and not work[f].whole else None,
                   lambda f: _on_source(work.get(f), src, f))  # fmt: skip
     except SourceError as e:
@@ -284,6 +287,7 @@ def _sync_user(job, source, index, opts, stop, progress, scan) -> UserResult:
         stop=stop,
         progress=(lambda n, b: progress(job.user, n, b)) if progress else None,
     )
+    ex.files = src_raw.files
     out = ex.run(plan)
     _write_identity(job.dst_root, dest_id, opts.owner)
     _record_folders(ex.batch, user, src, states, plan, out, opts.stamp_dirs, job.dst_root, work)
@@ -417,10 +421,13 @@ class _Prefetch:
         self.cache: dict[bytes, RawScan | SourceError] = {}
         self.lock = threading.Lock()
 
-    def known(self, job: UserJob) -> dict[bytes, int]:
+    def states(self, job: UserJob) -> dict:
         if destination_identity(job, self.index, self.opts)[0]:
             return {}  # its records are set aside: list everything
-        return _known(self.index.user_folders(job.user.encode()))
+        return self.index.user_folders(job.user.encode())
+
+    def known(self, job: UserJob) -> dict[bytes, int]:
+        return _known(self.states(job))
 
     def get(self, job: UserJob, known: dict[bytes, int]) -> RawScan:
         if self.many is None:
@@ -434,8 +441,18 @@ class _Prefetch:
                     chunk = self.pending[i : i + self.CHUNK]
                     del self.pending[i : i + len(chunk)]
                 reqs = [(j.src_root, known if j is job else self.known(j)) for j in chunk]
-                for j, res in zip(chunk, self.many(reqs)):
+                results = self.many(reqs)
+                want = []
+                for j, res in zip(chunk, results):
                     self.cache[j.src_root] = res
+                    if isinstance(res, RawScan):
+                        want += [(j.src_root, rel) for rel in wanted_files(res, self.states(j))]
+                # The control files the plans will read, all the chunk's in one go (one round trip, not one each).
+                got = read_many(self.source, want) if want else {}
+                for (root, rel), data in got.items():
+                    res = self.cache.get(root)
+                    if isinstance(res, RawScan):
+                        res.files[rel] = data
             res = self.cache.pop(job.src_root)
         if isinstance(res, SourceError):
             raise res
@@ -449,6 +466,24 @@ def _renumber_notes(counts: dict, verb: str) -> list:
         for f, n in sorted(counts.items())
         if n
     ]
+
+
+def wanted_files(raw: RawScan, states: dict) -> list:
+    """The control files a plan of this listing will read from the source: those whose stamps differ from
+    what the last run recorded, and the dovecot-uidlist of every folder whose cur/new changed."""
+    out = []
+    for e in raw.tops:
+        folder, _, name = e.rel.rpartition(b"/")
+        if e.kind != FILE or maildir.classify(name) is not maildir.FileKind.CONTROL:
+            continue
+        st = states.get(folder)
+        ctl = st.controls.get(name) if st is not None else None
+        moved = ctl is None or (ctl.src_size, ctl.src_mtime_ns) != (e.size, e.mtime_ns)
+        if name == UIDLIST:
+            moved = moved or any(maildir.in_folder(folder, sub) in raw.dirs for sub in listing.SUBDIRS)
+        if moved:
+            out.append(e.rel)
+    return out
 
 
 def _problems(src: listing.Mailbox) -> str:
@@ -484,7 +519,7 @@ def _dst_control_hashes(root: bytes, dst: listing.Mailbox, states: dict[bytes, F
     return out
 
 
-def _keyword_translations(source, job, src, dst, states, ctl_hash) -> dict[bytes, keywords.Translation]:
+def _keyword_translations(source, job, src, dst, states, ctl_hash, src_files) -> dict[bytes, keywords.Translation]:
     """Folders whose destination ``dovecot-keywords`` is the destination server's own (not what we
     carried): source letters must be translated by name."""
     out = {}
@@ -503,7 +538,7 @@ def _keyword_translations(source, job, src, dst, states, ctl_hash) -> dict[bytes
                 mine = fh.read()
         except OSError:
             continue
-        theirs = source.read(job.src_root, srel)
+        theirs = src_files[srel] if srel in src_files else source.read(job.src_root, srel)
         t = keywords.translate(theirs, mine)
         if t.table or t.added:
             out[folder] = t
@@ -660,7 +695,7 @@ def _uidlist_as_left(st: FolderState, now, source_side: bool) -> bool:
     return now[0] == size and (same_mtime(now[1], mtime) if source_side else now[1] == mtime)
 
 
-def _uid_lists(source: Source, job: UserJob, src: listing.Mailbox, quiet: set):
+def _uid_lists(source: Source, job: UserJob, src: listing.Mailbox, quiet: set, files: dict):
     """Both sides' dovecot-uidlist of every folder that is not quiet: folder -> (source bytes, destination
     bytes, source (size, mtime))."""
     out = {}
@@ -668,7 +703,13 @@ def _uid_lists(source: Source, job: UserJob, src: listing.Mailbox, quiet: set):
         if folder in quiet:
             continue
         stamp = sf.controls.get(UIDLIST)
-        data = source.read(job.src_root, maildir.in_folder(folder, UIDLIST)) if stamp is not None else None
+        rel = maildir.in_folder(folder, UIDLIST)
+        if stamp is None:
+            data = None
+        elif rel in files:
+            data = files[rel]
+        else:
+            data = source.read(job.src_root, rel)
         if data is not None and len(data) != stamp[0]:
             stamp = (-1, stamp[1])  # rewritten since the listing: read it again next run
         try:

@@ -112,6 +112,10 @@ class Executor:
         self._staged_bytes = 0
         self.uids: dict = {}  # folder -> uidplan.UidsCtx, from the plan
         self.sep = b":"
+        self.files: dict = {}  # rel -> small source files read with the listing (no round trip each)
+        self._merged: set[bytes] = set()  # folders whose UID list this run merged...
+        self._since_merge: set[bytes] = set()  # ...and those changed since their last merge
+        self._lists: dict[bytes, tuple] = {}  # folder -> (stat key, parsed list) of the list we left there
 
     # --- paths -----------------------------------------------------------------------------------------
     def folder_path(self, folder: bytes) -> bytes:
@@ -174,12 +178,20 @@ class Executor:
                     # Everything after the fetches in plan order (deletes, control files) waits for them.
                     self.fetch_all(fetches)
                     fetches = []
-                if a.kind in (MOVE, COPY):
-                    # Messages arriving in one folder land together, under its lock, with one UID merge.
+                if a.kind == "control" and a.note == "uids":
                     j = i
-                    while j < len(acts) and acts[j].kind == a.kind and acts[j].folder == a.folder:
+                    while j < len(acts) and acts[j].kind == "control" and acts[j].note == "uids":
                         j += 1
-                    self.place_group(a.folder, acts[i:j])
+                    self.merge_group(acts[i:j])
+                    i = j
+                    continue
+                if a.kind in (MOVE, COPY):
+                    # Messages arriving in folders land together, under their locks, with one flush for
+                    # their UID lists.
+                    j = i
+                    while j < len(acts) and acts[j].kind == a.kind:
+                        j += 1
+                    self.place_group(acts[i:j])
                     i = j
                     continue
                 self.one(a)
@@ -201,14 +213,41 @@ class Executor:
                 self.out.fatal = self.out.fatal or str(e)
         return self.out
 
-    def place_group(self, folder: bytes, group: list[Action]) -> None:
+    def place_group(self, group: list[Action]) -> None:
+        held, refused = self.lock_all(a.folder for a in group)
         try:
-            with self.locked(folder):
-                for a in group:
-                    self.one(a)
-                self.merge_uids(folder)
-        except LockTimeout as e:
-            self.out.failed.extend((a, str(e)) for a in group if a not in self.out.done)
+            no = dict(refused)
+            folders = []
+            for a in group:
+                if a.folder in no:
+                    self.out.failed.append((a, no[a.folder]))
+                    continue
+                self.one(a)
+                folders.append(a.folder)
+            self.merge_uids(*dict.fromkeys(folders))
+        finally:
+            for lk in reversed(held):
+                lk.__exit__(None, None, None)
+
+    def merge_group(self, group: list[Action]) -> None:
+        """The run's last UID merges (after its deletes), all folders at once."""
+        if self.stop.is_set():
+            raise Stopped
+        held, refused = self.lock_all(a.folder for a in group)
+        try:
+            for folder, why in refused:
+                self.out.failed.append((Action("control", folder, base=uidlist.NAME, note="uids"), why))
+            folders = [a.folder for a in group if a.folder not in {f for f, _ in refused}]
+            for f in folders:
+                self.check_folder(f)
+            # A folder merged when its messages landed, and not touched since, is as merged as it gets.
+            self.merge_uids(*[f for f in folders if f not in self._merged or f in self._since_merge])
+            for a in group:
+                if a.folder in folders:
+                    self.finished(a)
+        finally:
+            for lk in reversed(held):
+                lk.__exit__(None, None, None)
 
     def locked(self, folder: bytes):
         """Dovecot's lock of the folder, where this run merges its UID list (else nothing to guard)."""
@@ -230,6 +269,10 @@ class Executor:
         self.finished(a)
 
     def finished(self, a: Action, nbytes: int = 0) -> None:
+        if a.kind in MESSAGE_KINDS:
+            self._since_merge.add(a.folder)
+            if a.from_folder is not None:
+                self._since_merge.add(a.from_folder)
         self.out.done.append(a)
         self.out.bytes += nbytes
         self.progress(1 if a.kind in MESSAGE_KINDS else 0, nbytes)
@@ -239,18 +282,26 @@ class Executor:
         """Make the finished work durable, then let the index know of it."""
         if not force and len(self.batch) < COMMIT_EVERY and time.monotonic() - self._last_commit < COMMIT_SECONDS:
             return
-        for d in self._dirty_dirs:
-            try:
-                fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-            except OSError:
-                pass  # the directory went away: nothing left in it to make durable
-        self._dirty_dirs.clear()
+        self.durable()
         self.batch.commit()
         self._last_commit = time.monotonic()
+
+    def durable(self) -> None:
+        """Everything done on the destination so far, on disk: one syncfs(2) of its filesystem (a folder's
+        directory fsync each would cost hundreds of flushes after a change that touches every folder)."""
+        if not self._dirty_dirs:
+            return
+        if not _sync_filesystem(self.root):
+            for d in self._dirty_dirs:
+                try:
+                    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+                    try:
+                        os.fsync(fd)
+                    finally:
+                        os.close(fd)
+                except OSError:
+                    pass  # the directory went away: nothing left in it to make durable
+        self._dirty_dirs.clear()
 
     def record(self, a: Action, h: bytes, size: int | None = None, mtime: int | None = None) -> None:
         assert a.src is not None and a.dst is not None
@@ -347,13 +398,12 @@ class Executor:
 
     def do_control(self, a: Action) -> None:
         self.check_folder(a.folder)
-        if a.note == "uids" or a.base == b"dovecot-keywords":
-            # Dovecot reads and writes both under the uidlist lock.
-            with self.locked(a.folder):
-                if a.note == "uids":
-                    self.merge_uids(a.folder)
-                else:
-                    self._control(a)
+        if a.note == "uids":
+            self.merge_group([a])
+            return
+        if a.base == b"dovecot-keywords":
+            with self.locked(a.folder):  # Dovecot reads and writes it under the uidlist lock
+                self._control(a)
             return
         self._control(a)
 
@@ -366,7 +416,7 @@ class Executor:
             self.out.controls.setdefault(key, None)
             return
         srel = (a.folder + b"/" if a.folder else b"") + a.base
-        data = self.source.read(self.src_root, srel)
+        data = self.files[srel] if srel in self.files else self.source.read(self.src_root, srel)
         if data is None:
             raise OSError(errno.ENOENT, "vanished on the source since the listing")
         if a.note == "check":
@@ -399,34 +449,65 @@ class Executor:
         src_size = a.size if len(data) == a.size else -1
         self.out.controls[key] = Ctl(src_size, a.mtime_ns, xxhash.xxh3_128_hexdigest(data), len(data), a.mtime_ns)
 
-    def merge_uids(self, folder: bytes) -> None:
-        """Merge the folder's UID list with what the folder holds now. The caller holds its lock: no
-        Dovecot can number a message between our listing it here and our writing the list."""
-        ctx = self.uids.get(folder)
-        if ctx is None:
-            return
-        try:
-            self._merge_uids(folder, ctx)
-        except OSError as e:
-            a = Action("control", folder, base=uidlist.NAME, note="uids")
-            self.out.failed.append((a, e.strerror or str(e)))
-            if e.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise DiskFull(e.strerror) from e
+    def merge_uids(self, *folders: bytes) -> None:
+        """Merge each folder's UID list with what the folder holds now. The caller holds their locks: no
+        Dovecot can number a message between our listing it here and our writing the list. The lists are
+        written beside their names, made durable together (one flush for them all), then renamed."""
+        done = []
+        for folder in folders:
+            ctx = self.uids.get(folder)
+            if ctx is None:
+                continue
+            try:
+                done.append(self._prepare_uids(folder, ctx))
+            except OSError as e:
+                self._uids_failed(folder, e)
+                continue
+            self._merged.add(folder)
+            self._since_merge.discard(folder)
+        if any(tmp for _f, _p, tmp, _n in done) and not _sync_filesystem(self.root):
+            for _f, _p, tmp, _n in done:
+                if tmp:
+                    _fsync_path(tmp)
+        for folder, path, tmp, stale in done:
+            try:
+                if tmp:
+                    os.replace(tmp, path)
+                    self.dirty(path)
+                for n in stale:
+                    # Before the switch: Dovecot numbered this folder otherwise. No client uses it yet: it
+                    # rebuilds its index from the list we wrote.
+                    _unlink_quiet(self.folder_path(folder) + b"/" + n)
+            except OSError as e:
+                self._uids_failed(folder, e)
 
-    def _merge_uids(self, folder: bytes, ctx) -> None:
+    def _uids_failed(self, folder: bytes, e: OSError) -> None:
+        a = Action("control", folder, base=uidlist.NAME, note="uids")
+        self.out.failed.append((a, e.strerror or str(e)))
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFull(e.strerror) from e
+
+    def _prepare_uids(self, folder: bytes, ctx):
+        """(folder, path, the new list written beside it or None, index files to remove)."""
         fdir = self.folder_path(folder)
         path = fdir + b"/" + uidlist.NAME
         try:
             with open(path, "rb") as f:
+                st = os.fstat(f.fileno())
                 data = f.read()
         except FileNotFoundError:
-            data = None
-        try:
-            dst = uidlist.parse(data, self.sep) if data is not None else None
-        except UidlistError:
-            dst = None  # Dovecot would rebuild it and renumber every message: ours replaces it
+            data, st = None, None
+        key = (st.st_ino, st.st_size, st.st_mtime_ns) if st is not None else None
+        cached = self._lists.get(folder)
+        if cached is not None and cached[0] == key:
+            dst = cached[1]  # the list we wrote here ourselves, untouched since: no need to read it again
+        else:
+            try:
+                dst = uidlist.parse(data, self.sep) if data is not None else None
+            except UidlistError:
+                dst = None  # Dovecot would rebuild it and renumber every message: ours replaces it
         present = {}
-        for sub in (b"cur", b"new"):
+        for sub in (b"new", b"cur"):  # cur last: the later state of a message wins
             for name in os.listdir(fdir + b"/" + sub):
                 if maildir.is_message_name(name):
                     present[maildir.parse_name(name, self.sep).base] = name
@@ -436,21 +517,43 @@ class Executor:
             has_index=any(n.startswith(b"dovecot.index") for n in names), folder=folder,
             dst_raw=data if dst is not None else None, on_source=ctx.on_source,
         )  # fmt: skip
+        tmp = None
         if m.uidlist is not None:
             new = uidlist.render(m.uidlist)
             if new != data:
-                self.write_file(path, new, None)
-        if m.reindex:
-            # Before the switch: Dovecot numbered this folder otherwise. No client uses it yet; it rebuilds
-            # its index from the list we wrote.
-            for n in names:
-                if n.startswith(b"dovecot.index"):
-                    _unlink_quiet(fdir + b"/" + n)
+                tmp = path + NEW_SUFFIX
+                self._write_tmp(tmp, new)
+                t = os.stat(tmp)
+                self._lists[folder] = ((t.st_ino, t.st_size, t.st_mtime_ns), m.uidlist)
         self.out.renumbered[folder] = self.out.renumbered.get(folder, 0) + m.renumbered
         ctx.own_before = ctx.own_before or m.own
         if m.uidvalidity is not None:
             ctx.uidvalidity_ours = m.uidvalidity
         ctx.merged = m
+        stale = [n for n in names if n.startswith(b"dovecot.index")] if m.reindex else []
+        return folder, path, tmp, stale
+
+    def _write_tmp(self, tmp: bytes, data: bytes) -> None:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        try:
+            _write_all(fd, data)
+            self.chown(fd)
+        finally:
+            os.close(fd)
+
+    def lock_all(self, folders) -> tuple[list, list]:
+        """Take the locks of ``folders`` (those whose lists this run merges), in folder order. Returns the
+        locks held and the folders whose lock could not be had (with the reason)."""
+        held, refused = [], []
+        for folder in sorted(set(folders)):
+            lk = self.locked(folder)
+            try:
+                lk.__enter__()
+            except LockTimeout as e:
+                refused.append((folder, str(e)))
+                continue
+            held.append(lk)
+        return held, refused
 
     def write_file(self, path: bytes, data: bytes, mtime_ns: int | None) -> None:
         tmp = path + NEW_SUFFIX
@@ -523,21 +626,21 @@ class Executor:
         for item in staged:
             groups.setdefault(item[0].folder, []).append(item)
         pending = [t for _a, t, _d in staged]
+        held, refused = self.lock_all(groups)
         try:
+            for folder, why in refused:
+                for a, tmp, _d in groups.pop(folder):
+                    pending.remove(tmp)
+                    _unlink_quiet(tmp)
+                    self.out.failed.append((a, why))
             for folder, items in groups.items():
-                try:
-                    with self.locked(folder):
-                        for a, tmp, digest in items:
-                            pending.remove(tmp)
-                            self._land_one(a, tmp, digest)
-                        self.merge_uids(folder)
-                except LockTimeout as e:
-                    for a, tmp, _d in items:
-                        if tmp in pending:
-                            pending.remove(tmp)
-                            _unlink_quiet(tmp)
-                            self.out.failed.append((a, str(e)))
+                for a, tmp, digest in items:
+                    pending.remove(tmp)
+                    self._land_one(a, tmp, digest)
+            self.merge_uids(*groups)
         finally:
+            for lk in reversed(held):
+                lk.__exit__(None, None, None)
             for t in pending:  # not landed (disk full): tmp/ leftovers
                 _unlink_quiet(t)
 
@@ -623,21 +726,78 @@ except (OSError, AttributeError):  # not Linux, or a libc without it
     _syncfs = None
 
 
+class _FsFlush:
+    """syncfs(2) shared by the users synced in parallel: a thread that needs its writes on disk waits for a
+    flush that started after it asked, and at most one runs at a time, so four users finishing together
+    cost one flush, not four (a flush costs what the whole filesystem has pending, not what we wrote)."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.next_id = 1  # the id the next flush to start will have
+        self.done = 0
+        self.running = False
+        self.ok = True
+
+    def sync(self, fd: int) -> bool:
+        with self.cond:
+            target = self.next_id
+            while self.done < target:
+                if self.running:
+                    self.cond.wait()
+                    continue
+                self.running = True
+                mine = self.next_id
+                self.next_id += 1
+                self.cond.release()
+                try:
+                    ok = _syncfs(fd) == 0
+                finally:
+                    self.cond.acquire()
+                    self.running = False
+                    self.done, self.ok = mine, ok
+                    self.cond.notify_all()
+            return self.ok
+
+
+_flushes: dict[int, _FsFlush] = {}
+_flushes_lock = threading.Lock()
+
+
+def _sync_filesystem(root: bytes) -> bool:
+    """syncfs(2) of the filesystem holding ``root``; False where there is none (then fsync one by one)."""
+    if _syncfs is None:
+        return False
+    try:
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return False
+    try:
+        dev = os.fstat(fd).st_dev
+        with _flushes_lock:
+            f = _flushes.setdefault(dev, _FsFlush())
+        return f.sync(fd)
+    finally:
+        os.close(fd)
+
+
 def _flush(root: bytes, paths: list[bytes]) -> None:
     """Make ``paths`` (all under ``root``) durable: one syncfs(2) of root's filesystem, or an fsync each."""
-    if _syncfs is not None:
-        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            if _syncfs(fd) == 0:
-                return
-        finally:
-            os.close(fd)
+    if _sync_filesystem(root):
+        return
     for p in paths:
         fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def _fsync_path(path: bytes) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _write_all(fd: int, data: bytes) -> None:

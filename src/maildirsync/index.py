@@ -33,6 +33,7 @@ from .errors import IndexBusy, IndexError_
 
 SCHEMA = b"2"
 _PREFIX = object()  # a Batch operation's value: delete every key starting with the operation's key
+DEFER_OPS = 64  # batches smaller than this wait for the next large one (Batch.commit)
 MAP_SIZE = 64 << 30  # address space only; the file grows as needed
 _SUBDIR = {b"cur": 0, b"new": 1}
 _SUBDIR_NAME = (b"cur", b"new")
@@ -153,6 +154,7 @@ class Index:
         # Users are synced in parallel threads; py-lmdb 1.x refuses a second write transaction on the
         # environment instead of waiting for the first, so they take turns here.
         self.write_lock = threading.Lock()
+        self.deferred: list[tuple] = []  # small batches held back: one transaction (one flush) for them all
         if env is not None:
             self._msgs = env.open_db(b"msgs", create=not readonly)
             self._folders = env.open_db(b"folders", create=not readonly)
@@ -246,9 +248,22 @@ class Index:
         return Batch(self)
 
     def close(self) -> None:
+        """Write what was deferred (see :meth:`Batch.commit`), then close. Raises IndexError_ if that fails."""
         if self._env is not None:
-            self._env.close()
-            self._env = None
+            try:
+                self.flush()
+            finally:
+                self._env.close()
+                self._env = None
+
+    def flush(self) -> None:
+        """Commit the small batches held back for one transaction."""
+        with self.write_lock:
+            ops, self.deferred = self.deferred, []
+        if ops:
+            b = Batch(self)
+            b._ops = ops
+            b.commit(defer=False)
 
 
 class Batch:
@@ -290,12 +305,26 @@ class Batch:
     def put_meta(self, key: bytes, value: bytes) -> None:
         self._ops.append((self._index._meta, key, value))
 
-    def commit(self) -> None:
+    def commit(self, defer: bool = True) -> None:
+        """Write the batch. A small one (a user's status, a folder's stamps) is held back and written with
+        the next large one or when the index closes: a transaction costs a disk flush, and a run over a
+        thousand quiet mailboxes would pay a thousand. What is lost if the process dies first is only what
+        the next run works out again (the index is derived data; the destination is durable already)."""
         if not self._ops:
             return
+        ix = self._index
+        if defer and len(self._ops) < DEFER_OPS:
+            with ix.write_lock:
+                ix.deferred.extend(self._ops)
+                full = len(ix.deferred) >= DEFER_OPS * 8
+            self._ops = []
+            if full:
+                ix.flush()
+            return
         try:
-            with self._index.write_lock, self._index._env.begin(write=True) as txn:
-                for db, key, val in self._ops:
+            with ix.write_lock, ix._env.begin(write=True) as txn:
+                ops, ix.deferred = ix.deferred + self._ops, []
+                for db, key, val in ops:
                     if val is _PREFIX:
                         cur = txn.cursor(db=db)
                         if cur.set_range(key):

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from .compat import SLOTS
-from .maildir import show
+from .maildir import MAX_NAME, show
 
 CHUNK = 256 * 1024
 
@@ -55,6 +55,7 @@ class RawScan:
     rejected: list[str] = field(default_factory=list)  # names no directory can hold ('/', NUL, dot names)
     unchanged: set[bytes] = field(default_factory=set)
     now_ns: int | None = None  # the source's clock when the scan began, if the transport knows it
+    files: dict[bytes, bytes | None] = field(default_factory=dict)  # small files read whole with the listing
 
     @property
     def entries(self) -> list[RawEntry]:
@@ -136,6 +137,9 @@ def blob_of(rel: bytes, found: Iterable[RawEntry], rejected: list[str]) -> bytes
     for e in found:
         if b"/" in e.rel or b"\0" in e.rel or e.rel in (b"", b".", b".."):
             rejected.append(f"{show(rel + b'/' + e.rel)}: a name no directory can hold ('/', NUL or a dot name)")
+            continue
+        if len(e.rel) > MAX_NAME:
+            rejected.append(f"{show(rel + b'/' + e.rel)}: name longer than {MAX_NAME} bytes")
             continue
         out.append(encode(e.rel, e.kind, e.size, e.mtime_ns))
     return b"".join(out)
@@ -239,6 +243,14 @@ def local_listblob(path: bytes) -> bytes:
                 continue
             out.append(encode(d.name, _kind(st.st_mode), st.st_size, st.st_mtime_ns))
     return b"".join(out)
+
+
+def read_many(source, items: Sequence[tuple[bytes, bytes]]) -> dict[tuple[bytes, bytes], bytes | None]:
+    """(root, rel) -> the file whole, or None: in one go where the transport can (``read_many``)."""
+    many = getattr(source, "read_many", None)
+    if many is not None:
+        return many(items)
+    return {(root, rel): source.read(root, rel) for root, rel in items}
 
 
 class LocalSource:

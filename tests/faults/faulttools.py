@@ -283,7 +283,7 @@ def killed_at(k: int, fn: Callable[[], object], trace: Path) -> Crash | None:
                 if hasattr(os, name):
                     setattr(os, name, wrap(name, getattr(os, name)))
             commit = Batch.commit
-            Batch.commit = lambda self: wrap("index-commit", lambda: commit(self))()
+            Batch.commit = lambda self, **kw: wrap("index-commit", lambda: commit(self, **kw))()
             fn()
         except BaseException:  # noqa: BLE001 - the child reports whatever stopped it
             traceback.print_exc()

@@ -104,7 +104,10 @@ def chown_tree(root: Path, uid: int, gid: int) -> None:
     os.chown(root, uid, gid)
     for dirpath, dirnames, filenames in os.walk(root):
         for name in dirnames + filenames:
-            os.chown(os.path.join(dirpath, name), uid, gid, follow_symlinks=False)
+            try:
+                os.chown(os.path.join(dirpath, name), uid, gid, follow_symlinks=False)
+            except FileNotFoundError:
+                pass  # a live Dovecot's lock or temporary file, gone meanwhile
 
 
 def free_port() -> int:

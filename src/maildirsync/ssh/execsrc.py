@@ -357,6 +357,55 @@ class ExecSource:
     def exists(self, root: bytes) -> bool:
         return self._sftp.exists(root)
 
+    def read_many(self, items: Sequence[tuple[bytes, bytes]]) -> dict[tuple[bytes, bytes], bytes | None]:
+        """Small files of many mailboxes (control files) in one tar stream: one round trip for them all.
+        A file that is missing, or not a regular file, comes back None."""
+        if not items:
+            return {}
+        paths = {(root + b"/" + rel).lstrip(b"/"): (root, rel) for root, rel in items}
+        got = self.c.run(self._aread_many(list(paths)))
+        return {key: got.get(path) for path, key in paths.items()}
+
+    async def _aread_many(self, paths: list[bytes]) -> dict[bytes, bytes]:
+        async def op(conn):
+            async with self.c.channels:
+                proc = await conn.create_process(
+                    f"cd / && exec {self.nice}tar -cf - --format=gnu --no-recursion --null -T -", encoding=None)
+                async with proc:
+                    feeder = asyncio.ensure_future(self._feed_paths(proc, paths))
+                    errs = asyncio.ensure_future(proc.stderr.read())
+                    out: dict[bytes, bytes] = {}
+                    try:
+                        r = BufferedReader(proc.stdout)
+                        while True:
+                            m = await next_member(r)
+                            if m is None:
+                                break
+                            if not await r.fill(padded(m.size)):
+                                raise EOFError("tar stream ended inside a member")
+                            data = r.take(m.size)
+                            r.skip(padded(m.size) - m.size)
+                            name = m.name[2:] if m.name.startswith(b"./") else m.name
+                            if m.type in REGULAR:
+                                out[name] = data
+                            elif m.type == b"1" and m.linkname in out:  # a hard link to one sent before
+                                out[name] = out[m.linkname]
+                        await feeder
+                        await errs
+                    finally:
+                        feeder.cancel()
+                        errs.cancel()
+                    await proc.wait_closed()
+                    return out
+
+        return await self.c.retrying(op)
+
+    @staticmethod
+    async def _feed_paths(proc, paths: list[bytes]) -> None:
+        proc.stdin.write(b"".join(p + b"\0" for p in paths))
+        await proc.stdin.drain()
+        proc.stdin.write_eof()
+
     def close(self) -> None:
         if self._owns:
             self.c.close()
