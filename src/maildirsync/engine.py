@@ -228,7 +228,8 @@ def _sync_user(job, source, index, opts, stop, progress, scan) -> UserResult:
             "first (or pass --create)",
         )
     try:
-        dst = listing.build(views.dest_tops(job.dst_root) if dst_exists else RawScan(), messages=False)
+        dst = listing.build(views.dest_tops(job.dst_root, _likely_quiet(src, states)) if dst_exists else RawScan(),
+                            messages=False)  # fmt: skip
     except SourceError as e:
         return UserResult(job.user, "failed", f"cannot read the destination: {e}")
     work, recs, quiet = _folder_work(job, index, user, src, dst, states)
@@ -242,7 +243,7 @@ def _sync_user(job, source, index, opts, stop, progress, scan) -> UserResult:
     inputs = Inputs(src, dst, recs, states, ctl_hash, kw, opts.plan, sep=sep,
                     counts={f: w.count for f, w in work.items() if not w.whole},
                     others=_lookup_others(index, user, job.dst_root, work, recs, dst, sep) if states else None,
-                    taken=lambda f, b: _has_base(work.get(f), b, sep))  # fmt: skip
+                    taken=lambda f, b: _has_base(work.get(f), b, sep), quiet=quiet)  # fmt: skip
     plan = make_plan(inputs)
     try:
         plan_uids(plan, inputs, _uid_lists(source, job, src, quiet, src_raw.files), lambda f: _names_of(work.get(f), dst, f, sep),
@@ -272,7 +273,10 @@ def _sync_user(job, source, index, opts, stop, progress, scan) -> UserResult:
         except OSError as e:
             why = disk_full_reason(e) or f"cannot create {maildir.show(os.fsencode(parent))}: {e.strerror}"
             return UserResult(job.user, "failed", why, plan, None, warnings)
-    clean_tmp(job.dst_root, dst.folders)
+    first = index.user_status(user) is None
+    if first or index.in_flight(user):
+        clean_tmp(job.dst_root, dst.folders)  # what a run of ours killed mid-way left behind
+    index.set_in_flight(user, True)
     batch = index.batch()
     if aside:
         batch.forget_user(user)  # first of all: the records describe another tree
@@ -312,6 +316,8 @@ def _sync_user(job, source, index, opts, stop, progress, scan) -> UserResult:
         ex.batch.commit()
     except IndexError_ as e:
         res.status, res.reason = "failed", str(e)
+    if out.fatal is None and not out.interrupted:
+        index.set_in_flight(user, False)
     return res
 
 
@@ -553,6 +559,7 @@ def _folder_work(job: UserJob, index: Index, user: bytes, src: listing.Mailbox, 
     work: dict = {}
     recs: dict = {}
     quiet: set = set()
+    likely = _likely_quiet(src, states)
     dst_files = {maildir.in_folder(f, n): v for f, df in dst.folders.items() for n, v in df.controls.items()}
     for folder in sorted(set(src.folders) | set(states)):
         st = states.get(folder)
@@ -570,6 +577,8 @@ def _folder_work(job: UserJob, index: Index, user: bytes, src: listing.Mailbox, 
             src.skipped.extend(t for k, t in st.problems if k == "skipped")
             src.rejected.extend(t for k, t in st.problems if k == "rejected")
             continue
+        if df is not None and folder and folder in likely:
+            views.rescan(dst, job.dst_root, folder)  # it was only glanced at: all of its own entries now
         if snap:
             w = views.diff_folder(folder, src, dst, index.folder_lists(user, folder), src.dirs, dst_dirs, dst_sep(dst, src))
             recs[folder] = index.get_recs(user, folder, w.touched)
@@ -585,11 +594,26 @@ def _folder_work(job: UserJob, index: Index, user: bytes, src: listing.Mailbox, 
     return work, recs, quiet
 
 
+def _likely_quiet(src: listing.Mailbox, states) -> set:
+    """Folders quiet on the source side (cur/new not read again, every control file as the last run saw
+    it): the destination side needs but a glance at them."""
+    return {f for f, st in states.items() if st.snap and f in src.folders and _source_quiet(st, src.folders[f])}
+
+
+def _source_quiet(st: FolderState, sf) -> bool:
+    if not set(sf.dir_mtimes) <= sf.unchanged or set(sf.dir_mtimes) != set(st.dir_mtimes):
+        return False
+    for name, stamp in sf.controls.items():
+        ctl = st.controls.get(name)
+        if ctl is None or ctl.src_size != stamp[0] or not same_mtime(ctl.src_mtime_ns, stamp[1]):
+            return False
+    return _uidlist_as_left(st, sf.controls.get(UIDLIST), source_side=True)
+
+
 def _quiet(st: FolderState, sf, df, dst_files, folder: bytes) -> bool:
     return (
-        set(sf.dir_mtimes) == set(st.dir_mtimes) and set(sf.dir_mtimes) <= sf.unchanged
+        _source_quiet(st, sf)
         and set(df.dir_mtimes) == set(st.dst_mtimes)
-        and _uidlist_as_left(st, sf.controls.get(UIDLIST), source_side=True)
         and _uidlist_as_left(st, dst_files.get(maildir.in_folder(folder, UIDLIST)), source_side=False)
     )  # fmt: skip
 
@@ -791,6 +815,7 @@ def _record_uids(new: FolderState, ctx, src: listing.Mailbox, dst_root: bytes, f
     if ctx is None or ctx.merged is None:
         return
     m = ctx.merged
+    new.verbatim = bool(ctx.same) and ok
     new.uids_own = new.uids_own or m.own
     if m.uidvalidity is not None:
         new.uidvalidity = m.uidvalidity

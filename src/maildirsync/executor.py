@@ -37,6 +37,7 @@ from .transport import CHUNK, Source, SourceError
 from .uidlist import UidlistError
 
 MESSAGE_KINDS = frozenset({FETCH, REFETCH, CONFLICT, COPY, MOVE, RENAME, ADOPT, DELETE})  # what progress counts
+ARRIVING = frozenset({FETCH, CONFLICT, COPY, MOVE})  # a new file in its folder: its UID comes with it
 
 TMP_PREFIX = b"maildirsync."
 NEW_SUFFIX = b".maildirsync-new"  # a control file being replaced, beside its final name
@@ -116,6 +117,7 @@ class Executor:
         self._merged: set[bytes] = set()  # folders whose UID list this run merged...
         self._since_merge: set[bytes] = set()  # ...and those changed since their last merge
         self._lists: dict[bytes, tuple] = {}  # folder -> (stat key, parsed list) of the list we left there
+        self._pending: dict[bytes, int] = {}  # folder -> messages still to arrive in it this run
 
     # --- paths -----------------------------------------------------------------------------------------
     def folder_path(self, folder: bytes) -> bytes:
@@ -164,6 +166,9 @@ class Executor:
     # --- the run ---------------------------------------------------------------------------------------
     def run(self, plan: Plan) -> Outcome:
         self.uids, self.sep = plan.uids, plan.sep
+        for a in plan.actions:
+            if a.kind in ARRIVING:
+                self._pending[a.folder] = self._pending.get(a.folder, 0) + 1
         fetches: list[Action] = []
         acts = plan.actions
         try:
@@ -269,6 +274,8 @@ class Executor:
         self.finished(a)
 
     def finished(self, a: Action, nbytes: int = 0) -> None:
+        if a.kind in ARRIVING:
+            self._pending[a.folder] -= 1
         if a.kind in MESSAGE_KINDS:
             self._since_merge.add(a.folder)
             if a.from_folder is not None:
@@ -499,8 +506,29 @@ class Executor:
             data, st = None, None
         key = (st.st_ino, st.st_size, st.st_mtime_ns) if st is not None else None
         cached = self._lists.get(folder)
-        if cached is not None and cached[0] == key:
-            dst = cached[1]  # the list we wrote here ourselves, untouched since: no need to read it again
+        ours_still = cached is not None and cached[0] == key  # the list we wrote here ourselves, untouched since
+        if ctx.verbatim:
+            as_planned = st is not None and ((st.st_size, st.st_mtime_ns) == ctx.dst_stamp or ours_still)
+            if as_planned and not self._pending.get(folder) and not self._failed_here(folder):
+                # The source's list as it is: every message it numbers is here, or gone for good.
+                tmp = None
+                if data != ctx.src_data:
+                    tmp = path + NEW_SUFFIX
+                    self._write_tmp(tmp, ctx.src_data)
+                    t = os.stat(tmp)
+                    self._lists[folder] = ((t.st_ino, t.st_size, t.st_mtime_ns), None)
+                ctx.same = True
+                return folder, path, tmp, []
+            if not as_planned or self._failed_here(folder):
+                ctx.verbatim = False  # merged the slow way from now on
+            elif self._pending.get(folder):
+                return folder, path, None, []  # not all here yet: the list waits for the rest
+        if ctx.src is None:
+            ctx.src_list()
+        if ctx.ours is None:
+            ctx.ours_set()
+        if ours_still and cached[1] is not None:
+            dst = cached[1]
         else:
             try:
                 dst = uidlist.parse(data, self.sep) if data is not None else None
@@ -518,6 +546,7 @@ class Executor:
             dst_raw=data if dst is not None else None, on_source=ctx.on_source,
         )  # fmt: skip
         tmp = None
+        new = data
         if m.uidlist is not None:
             new = uidlist.render(m.uidlist)
             if new != data:
@@ -525,6 +554,7 @@ class Executor:
                 self._write_tmp(tmp, new)
                 t = os.stat(tmp)
                 self._lists[folder] = ((t.st_ino, t.st_size, t.st_mtime_ns), m.uidlist)
+        ctx.same = new is not None and new == ctx.src_data
         self.out.renumbered[folder] = self.out.renumbered.get(folder, 0) + m.renumbered
         ctx.own_before = ctx.own_before or m.own
         if m.uidvalidity is not None:
@@ -532,6 +562,9 @@ class Executor:
         ctx.merged = m
         stale = [n for n in names if n.startswith(b"dovecot.index")] if m.reindex else []
         return folder, path, tmp, stale
+
+    def _failed_here(self, folder: bytes) -> bool:
+        return any(a.folder == folder or a.from_folder == folder for a, _ in self.out.failed)
 
     def _write_tmp(self, tmp: bytes, data: bytes) -> None:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)

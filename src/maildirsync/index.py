@@ -16,6 +16,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import socket
 import struct
 import subprocess
@@ -103,6 +104,7 @@ class FolderState:
     uids_own: bool = False
     uidvalidity: int | None = None  # the destination's UIDVALIDITY once it is one we wrote or accepted
     snap: bool = False  # the last run left this folder's listings (views.py): its stamps may spare a listing
+    verbatim: bool = False  # the destination's dovecot-uidlist is the source's, byte for byte, as we wrote it
     problems: list = field(default_factory=list)  # what of its cur/new is not synced, said again every run
 
     def pack(self) -> bytes:
@@ -117,6 +119,8 @@ class FolderState:
             d["uv"] = self.uidvalidity
         if self.snap:
             d["snap"] = 1
+        if self.verbatim:
+            d["vb"] = 1
         if self.problems:
             d["problems"] = self.problems
         return json.dumps(d).encode()
@@ -131,6 +135,7 @@ class FolderState:
             d.get("own", False),
             d.get("uv"),
             bool(d.get("snap")),
+            bool(d.get("vb")),
             d.get("problems", []),
         )
 
@@ -165,6 +170,34 @@ class Index:
     @classmethod
     def empty(cls) -> Index:
         return cls(None, readonly=True)
+
+    # --- runs in flight ---------------------------------------------------------------------------------
+    # A user's run that may leave files of ours in its destination's tmp/ (killed, failed) is marked by a
+    # file in the state directory; only then does the next run look through every folder's tmp/ for them.
+    # (Not flushed: lost in a crash, the leftovers are garbage Dovecot itself deletes after 36 hours.)
+    dirty_dir: Path | None = None
+
+    def _mark(self, user: bytes) -> Path | None:
+        return self.dirty_dir / user.hex() if self.dirty_dir is not None else None
+
+    def in_flight(self, user: bytes) -> bool:
+        m = self._mark(user)
+        return m is None or m.exists()
+
+    def set_in_flight(self, user: bytes, on: bool) -> None:
+        m = self._mark(user)
+        if m is None:
+            return
+        try:
+            if on:
+                m.parent.mkdir(mode=0o700, exist_ok=True)
+                m.touch()
+            else:
+                m.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError:
+            pass  # without the mark the next run looks through tmp/ anyway (in_flight of a missing dir)
 
     # --- reading -------------------------------------------------------------------------------------
     def user_records(self, user: bytes) -> dict[bytes, dict[bytes, Rec]]:
@@ -407,7 +440,11 @@ class StateDir:
         with env.begin(write=True) as txn:
             meta = env.open_db(b"meta", txn=txn)
             txn.put(b"schema", SCHEMA, db=meta)
-        return Index(env, readonly=False), note
+        idx = Index(env, readonly=False)
+        idx.dirty_dir = self.path / "in-flight"
+        if note is not None:  # a new index: no user has a status, so every tmp/ is looked through anyway
+            shutil.rmtree(idx.dirty_dir, ignore_errors=True)
+        return idx, note
 
     def _open_rw(self) -> lmdb.Environment:
         self.index_path.mkdir(parents=True, exist_ok=True, mode=0o700)

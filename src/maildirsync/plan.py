@@ -91,6 +91,7 @@ class Inputs:
     counts: dict[bytes, int] = field(default_factory=dict)  # folder -> messages synced there (delete guard)
     others: Callable[[bytes, bytes], list] | None = None  # (folder, base) -> [(other, Rec, dst Msg|None)]
     taken: Callable[[bytes, bytes], bool] | None = None  # (folder, base): has the destination that base?
+    quiet: set[bytes] = field(default_factory=set)  # folders as the last run left them, on both sides: nothing to do
 
 
 @dataclass(**SLOTS)
@@ -170,7 +171,8 @@ class _Planner:
                         self.gone_message(folder, base, rec)
         self.guard_deletes()
         for folder in sorted(self.src.folders):
-            self.controls(folder, self.src.folders[folder])
+            if folder not in self.inp.quiet:
+                self.controls(folder, self.src.folders[folder])
         self.plan.actions.sort(key=order)
         return self.plan
 

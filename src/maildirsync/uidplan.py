@@ -28,12 +28,32 @@ class UidsCtx:
 
     src: Optional[Uidlist]
     src_stamp: Tuple[int, int]  # size, mtime of the source file as read
-    ours: Set[bytes]  # destination bases this tool placed or adopted, the plan's included
+    ours: Optional[Set[bytes]]  # destination bases this tool placed or adopted, the plan's included
     on_source: Callable[[bytes], bool] = bool  # does the source's folder hold this base (numbered or not)?
     own_before: bool = False
     uidvalidity_ours: Optional[int] = None
     merged: Optional[Merged] = None  # the planned merge; the executor replaces it with the one it made
     notes: list = field(default_factory=list)
+    src_data: Optional[bytes] = None  # the source's file as read
+    # The source's file is to be written as it is (see _verbatim): ``dst_stamp`` is the destination's
+    # file as the plan saw it, which the executor checks is still so before doing it.
+    verbatim: bool = False
+    dst_stamp: Optional[Tuple[int, int]] = None
+    ours_of: Optional[Callable[[], Set[bytes]]] = None  # works ``ours`` out, when the quick way will not do
+    same: Optional[bool] = None  # is the destination's list the source's byte for byte (once written)?
+
+    def src_list(self) -> Optional[Uidlist]:
+        if self.src is None and self.src_data is not None:
+            try:
+                self.src = uidlist.parse(self.src_data)
+            except UidlistError:
+                self.src_data = None
+        return self.src
+
+    def ours_set(self) -> Set[bytes]:
+        if self.ours is None and self.ours_of is not None:
+            self.ours = self.ours_of()
+        return self.ours or set()
 
 
 def parse_or_note(data: Optional[bytes], what: str, folder: bytes, sep: bytes, notes: list) -> Optional[Uidlist]:
@@ -86,33 +106,46 @@ def plan_uids(plan: Plan, inp: Inputs, lists: Dict[bytes, Tuple[Optional[bytes],
     for folder in sorted(lists):
         src_data, dst_data, stamp = lists[folder]
         notes: list = []
+        state = inp.states.get(folder) or FolderState()
+        df = inp.dst.folders.get(folder)
+        fresh = fresh_of(folder) if fresh_of is not None else None
+        recs = inp.recs.get(folder, {})
+        # (Read with the size the listing gave it: no message numbered in it arrived after the listing.)
+        if fresh is not None and stamp[0] == len(src_data or b"") and _verbatim(state, src_data, dst_data, df, inp, folder):
+            mine = {maildir.parse_name(r.dst_name, sep).base for r in recs.values() if r.dst_name}
+            if all(b in mine or b in placed.get(folder, ()) for b in fresh):
+                ctx = _verbatim_ctx(plan, inp, folder, state, src_data, stamp, df, fresh, mine, placed, names_of,
+                                    on_source_of, sep)  # fmt: skip
+                plan.uids[folder] = ctx
+                ctx.same = src_data == dst_data
+                if not ctx.same:
+                    plan.actions.append(Action(CONTROL, folder, base=uidlist.NAME, note=UIDS))
+                continue
         src = parse_or_note(src_data, "source", folder, inp.src.sep, notes)
         dst = parse_or_note(dst_data, "destination", folder, sep, notes)
-        df = inp.dst.folders.get(folder)
-        recs = inp.recs.get(folder, {})
         now = names_of(folder) if names_of is not None else ({b: m.name for b, m in df.msgs.items()} if df else {})
         present = final_names(plan, folder, now, sep)
         # Mail of the destination's own: what it holds that we neither placed nor adopted. Of a folder
         # planned by its changes alone, only a name new there since the last run can be.
-        fresh = fresh_of(folder) if fresh_of is not None else None
         mine = {maildir.parse_name(r.dst_name, sep).base for r in recs.values() if r.dst_name} | placed.get(folder, set())
         theirs = {b for b in (present if fresh is None else fresh) if b in present and b not in mine}
         # Ours: what the destination holds now or will hold once the plan is applied, but theirs. (The
         # executor merges at every landing, while messages the plan deletes are still there.)
         ours = (set(now) | set(present)) - theirs
-        state = inp.states.get(folder) or FolderState()
         if src is not None and dst is not None and dst.version == 1:
             _backup_leftovers(plan, inp, folder, src, dst, present, ours, df)
             theirs -= ours
         sf = inp.src.folders.get(folder)
         on_source = on_source_of(folder) if on_source_of is not None else set(sf.msgs if sf is not None else ()).__contains__
-        ctx = UidsCtx(src, stamp, ours, on_source, state.uids_own, state.uidvalidity, notes=notes)
+        ctx = UidsCtx(src, stamp, ours, on_source, state.uids_own, state.uidvalidity, notes=notes, src_data=src_data,
+                      dst_stamp=df.controls.get(uidlist.NAME) if df is not None else None)  # fmt: skip
         ctx.merged = uidlist.merge(
             src, dst, present, ours, own_before=state.uids_own, uidvalidity_ours=state.uidvalidity,
             has_index=df is not None and df.has_index, folder=folder, dst_raw=dst_data if dst is not None else None,
             on_source=on_source,
         )  # fmt: skip
         plan.uids[folder] = ctx
+        ctx.same = src_data is not None and src_data == dst_data
         if theirs and not state.uids_own:
             notes.append(
                 f"{maildir.folder_display(folder)}: {len(theirs)} message(s) on the destination were not placed by "
@@ -123,6 +156,46 @@ def plan_uids(plan: Plan, inp: Inputs, lists: Dict[bytes, Tuple[Optional[bytes],
         if ctx.merged.uidlist is not None or ctx.merged.reindex:
             plan.actions.append(Action(CONTROL, folder, base=uidlist.NAME, note=UIDS))
     plan.actions.sort(key=order)
+
+
+def _header(data: Optional[bytes]) -> Optional[Uidlist]:
+    if not data:
+        return None
+    try:
+        return uidlist.parse(data.split(b"\n", 1)[0] + b"\n")
+    except UidlistError:
+        return None
+
+
+def _verbatim(state: FolderState, src_data, dst_data, df, inp: Inputs, folder: bytes) -> bool:
+    """The common case of a sync before the switch, decided without reading either list line by line:
+    the destination's list is the source's as we wrote it last time, untouched since (its stamp as we left
+    it), the folder holds no mail of the destination's own, and the source still numbers it under the
+    UIDVALIDITY we wrote. Then the destination's list becomes the source's as it is, byte for byte."""
+    ctl = state.controls.get(uidlist.NAME)
+    if state.uids_own or not state.verbatim or ctl is None or df is None or src_data is None or dst_data is None:
+        return False
+    if df.controls.get(uidlist.NAME) != (ctl.dst_size, ctl.dst_mtime_ns):
+        return False  # the destination's Dovecot has been at it since
+    s, d = _header(src_data), _header(dst_data)
+    if s is None or d is None or s.version != d.version or s.uidvalidity != state.uidvalidity:
+        return False
+    head = maildir.show(maildir.in_folder(folder, b""))
+    return not any(t.startswith(head) for t in inp.src.rejected)  # a message the source has that we never place
+
+
+def _verbatim_ctx(plan, inp, folder, state, src_data, stamp, df, fresh, mine, placed, names_of, on_source_of, sep):
+    sf = inp.src.folders.get(folder)
+
+    def ours_of() -> Set[bytes]:  # as the slow way has it: all the destination holds, or will, is ours
+        now = names_of(folder) if names_of is not None else ({b: m.name for b, m in df.msgs.items()} if df else {})
+        return set(now) | set(final_names(plan, folder, now, sep))
+
+    on_source = on_source_of(folder) if on_source_of is not None else set(sf.msgs if sf is not None else ()).__contains__
+    ctx = UidsCtx(None, stamp, None, on_source, False, state.uidvalidity, src_data=src_data, verbatim=True,
+                  dst_stamp=df.controls.get(uidlist.NAME), ours_of=ours_of)  # fmt: skip
+    ctx.merged = Merged(None, own=False, uidvalidity=state.uidvalidity)
+    return ctx
 
 
 def _backup_leftovers(plan: Plan, inp: Inputs, folder: bytes, src: Uidlist, dst: Uidlist, present, ours, df) -> None:

@@ -19,6 +19,8 @@ from .compat import SLOTS
 from .index import Rec
 from .listing import SUBDIRS, Mailbox, Msg, parse_records
 from .maildir import FileKind
+
+UIDLIST = b"dovecot-uidlist"
 from .transport import DIR, FILE, LINK, RawEntry, RawScan, local_listblob, records
 
 SRC, DST = b"s", b"d"
@@ -31,10 +33,22 @@ def tag(side: bytes, sub: bytes) -> bytes:
 # --- the destination's listing -------------------------------------------------------------------------
 
 
-def dest_tops(root: bytes) -> RawScan:
+def dest_tops(root: bytes, light: Set[bytes] = frozenset()) -> RawScan:
     """The destination Maildir's own entries and its folders' (directories, control files), statted only
-    where a stamp is needed: cur/new (mtimes) and control files. Messages are not looked at here."""
+    where a stamp is needed: cur/new (mtimes) and control files. Messages are not looked at here. Of a
+    folder in ``light`` (one likely quiet), only what tells whether it is: its cur/new and dovecot-uidlist
+    (:func:`rescan` reads the rest if it is not)."""
     out = RawScan()
+
+    def glance(rel: bytes) -> None:
+        for name, kind in ((b"cur", DIR), (b"new", DIR), (UIDLIST, FILE)):
+            try:
+                st = os.lstat(root + b"/" + rel + b"/" + name)
+            except OSError:
+                continue
+            ok = stat.S_ISDIR(st.st_mode) if kind == DIR else stat.S_ISREG(st.st_mode)
+            if ok:
+                out.tops.append(RawEntry(rel + b"/" + name, kind, st.st_size if kind == FILE else 0, st.st_mtime_ns))
 
     def visit(rel: bytes) -> List[bytes]:
         path = root + b"/" + rel if rel else root
@@ -70,11 +84,25 @@ def dest_tops(root: bytes) -> RawScan:
 
         raise SourceError(f"cannot read {maildir.show(root)}: {e.strerror}") from e
     for f in folders:
+        if f in light:
+            glance(f)
+            continue
         try:
             visit(f)
         except OSError as e:
             out.errors.append(f"{maildir.show(f)}: {e.strerror}")
     return out
+
+
+def rescan(dst: Mailbox, root: bytes, folder: bytes) -> None:
+    """All of a folder's own entries, where :func:`dest_tops` only glanced at it."""
+    from .listing import build
+
+    raw = dest_tops(root + b"/" + folder, frozenset())  # the folder's own directory, as a Maildir root
+    got = build(raw, messages=False).folders.get(maildir.INBOX)
+    if got is not None and folder in dst.folders:
+        f = dst.folders[folder]
+        f.controls, f.dir_mtimes, f.has_index = got.controls, got.dir_mtimes, got.has_index
 
 
 def names_blob(path: bytes) -> bytes:
