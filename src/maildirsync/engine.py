@@ -33,7 +33,7 @@ from .uidplan import plan_uids
 # a change within the same clock tick as the listing would otherwise leave the mtime as we saw it.
 STAMP_MARGIN_NS = 2_000_000_000  # the source may be ext3 (whole seconds) on a clock not ours
 # The destination is a local filesystem on our clock, with timestamps coarse to a jiffy at worst.
-DST_STAMP_MARGIN_NS = 200_000_000
+DST_STAMP_MARGIN_NS = 20_000_000
 
 COUNTED = {
     "new": (FETCH,),
@@ -294,7 +294,7 @@ def _sync_user(job, source, index, opts, stop, progress, scan) -> UserResult:
     ex.files = src_raw.files
     out = ex.run(plan)
     _write_identity(job.dst_root, dest_id, opts.owner)
-    _record_folders(ex.batch, user, src, states, plan, out, opts.stamp_dirs, job.dst_root, work)
+    _record_folders(ex.batch, user, src, states, plan, out, opts.stamp_dirs, job.dst_root, work, dst)
     status = "changed" if any(a.writes for a in out.done) else "ok"
     reason = ""
     if out.fatal:
@@ -749,14 +749,18 @@ def _uid_lists(source: Source, job: UserJob, src: listing.Mailbox, quiet: set, f
     return out
 
 
-def _dst_stamps(root: bytes, folder: bytes) -> dict[bytes, int]:
-    """The destination folder's cur/new mtimes now, if old enough to be trusted (see STAMP_MARGIN_NS)."""
+def _dst_stamps(root: bytes, folder: bytes, seen=None) -> dict[bytes, int]:
+    """The destination folder's cur/new mtimes (now, or as ``seen`` before the run if it did nothing
+    there), if old enough to be trusted (see DST_STAMP_MARGIN_NS)."""
     out = {}
     limit = time.time_ns() - DST_STAMP_MARGIN_NS
     for sub in (b"cur", b"new"):
         try:
-            m = os.stat(maildir.folder_dir(root, folder) + b"/" + sub).st_mtime_ns
-        except OSError:
+            if seen is not None:
+                m = seen.dir_mtimes[sub]
+            else:
+                m = os.stat(maildir.folder_dir(root, folder) + b"/" + sub).st_mtime_ns
+        except (OSError, KeyError):
             return {}
         if m > limit:
             return {}
@@ -765,11 +769,12 @@ def _dst_stamps(root: bytes, folder: bytes) -> dict[bytes, int]:
 
 
 def _record_folders(batch, user: bytes, src: listing.Mailbox, states, plan: Plan, out: Outcome, stamp_dirs: bool,
-                   dst_root: bytes, work: dict) -> None:
+                   dst_root: bytes, work: dict, dst: listing.Mailbox) -> None:
     """What the next run compares with: per folder worked on, the source's stamps and listings as seen,
     the destination's as left, the UID merge's state; nothing (relist it whole) where something failed."""
     failed_folders = {a.folder for a, _ in out.failed} | {a.from_folder for a, _ in out.failed if a.from_folder}
     done_kinds_incomplete = out.fatal is not None or out.interrupted
+    changed = {a.folder for a in out.done if a.writes} | {a.from_folder for a in out.done if a.from_folder}
     for folder, f in src.folders.items():
         st = states.get(folder) or FolderState()
         w = work.get(folder)
@@ -789,13 +794,19 @@ def _record_folders(batch, user: bytes, src: listing.Mailbox, states, plan: Plan
         )
         if clean:
             # The stamps first, then the names: a change in between shows as a moved stamp next time.
-            new.dst_mtimes = _dst_stamps(dst_root, folder)
-            batch.put_lists(user, folder, views.left_lists(dst_root, folder, w.src_now))
+            touched = folder in changed
+            new.dst_mtimes = _dst_stamps(dst_root, folder, None if touched else dst.folders.get(folder))
+            left = views.left_lists(dst_root, folder, w, touched)
+            if left != w.then:
+                batch.put_lists(user, folder, left)
             new.snap = True
             new.problems = _folder_problems(src, folder)
             if stamp_dirs and src.now_ns is not None:
                 for sub, m in f.dir_mtimes.items():
-                    if m <= src.now_ns - STAMP_MARGIN_NS:
+                    # A stamp is kept once older than the source's clock can tell apart: whole seconds on
+                    # ext3 (SME 8), a tick where the filesystem keeps nanoseconds.
+                    margin = STAMP_MARGIN_NS if m % 1_000_000_000 == 0 else DST_STAMP_MARGIN_NS
+                    if m <= src.now_ns - margin:
                         new.dir_mtimes[sub] = m
         elif st.snap:
             batch.put_lists(user, folder, None)

@@ -127,6 +127,7 @@ class FolderWork:
     dst_now: Dict[bytes, bytes] = field(default_factory=dict)  # sub -> names
     dst_added: Dict[bytes, List[tuple]] = field(default_factory=dict)  # base -> [(sub, name)] new there today
     count: int = 0  # messages the destination folder holds: the delete guards' reference
+    then: Optional[Dict[bytes, bytes]] = None  # what the last run left of this folder's listings (by tag)
 
 
 def base_of_record(rec: bytes, sep: bytes) -> bytes:
@@ -149,7 +150,7 @@ def diff_folder(folder: bytes, src: Mailbox, dst: Mailbox, lists: Dict[bytes, by
     added records become messages in ``src.folders[folder].msgs``; the bases that differ on either side
     are ``touched``. ``src_dirs``/``dst_dirs``: rel -> what was read today (absent: not read, unchanged)."""
     sf = src.folders.get(folder)
-    w = FolderWork(whole=False)
+    w = FolderWork(whole=False, then=lists)
     for sub in SUBDIRS:
         rel = maildir.in_folder(folder, sub)
         then_s, then_d = lists.get(tag(SRC, sub), b""), lists.get(tag(DST, sub), b"")
@@ -233,12 +234,13 @@ def whole_folder(folder: bytes, src: Mailbox, dst: Mailbox, src_dirs: Dict[bytes
     return w
 
 
-def left_lists(root: bytes, folder: bytes, src_now: Dict[bytes, bytes]) -> Dict[bytes, bytes]:
+def left_lists(root: bytes, folder: bytes, w: FolderWork, touched: bool) -> Dict[bytes, bytes]:
     """What a run leaves for the next one to compare with: the source's records as it saw them, the
-    destination's names as they are now (after the run's own changes)."""
+    destination's names as they are now: as read before planning if the run did nothing there, else
+    read again (after its own changes)."""
     out = {}
     fdir = maildir.folder_dir(root, folder)
     for sub in SUBDIRS:
-        out[tag(SRC, sub)] = src_now.get(sub, b"")
-        out[tag(DST, sub)] = names_blob(fdir + b"/" + sub)
+        out[tag(SRC, sub)] = w.src_now.get(sub, b"")
+        out[tag(DST, sub)] = names_blob(fdir + b"/" + sub) if touched or w.whole else w.dst_now.get(sub, b"")
     return out
