@@ -160,16 +160,19 @@ def run(
             def one(job: UserJob) -> UserResult:
                 if stop.is_set():
                     return UserResult(job.user, "failed", "not started: interrupted")
-                r = sync_user(job, source, index, opts, stop, progress, scans.get)
+                r = sync_user(job, source, index, opts, stop, progress, scans.get, scans.take_states)
                 if on_user is not None:
                     on_user(r)
                 return r
 
-            if opts.jobs > 1 and len(jobs) > 1:
-                with ThreadPoolExecutor(max_workers=opts.jobs) as pool:
-                    result.users = list(pool.map(one, jobs))
-            else:
-                result.users = [one(j) for j in jobs]
+            try:
+                if opts.jobs > 1 and len(jobs) > 1:
+                    with ThreadPoolExecutor(max_workers=opts.jobs) as pool:
+                        result.users = list(pool.map(one, jobs))
+                else:
+                    result.users = [one(j) for j in jobs]
+            finally:
+                scans.close()
         finally:
             try:
                 index.close()
@@ -189,9 +192,11 @@ def sync_user(
     stop: threading.Event,
     progress: Callable[[str, int, int], None] | None = None,
     scan: Callable[[UserJob, dict], RawScan] | None = None,
+    states_of: Callable[[UserJob], dict] | None = None,
 ) -> UserResult:
     t0 = time.monotonic()
-    r = _sync_user(job, source, index, opts, stop, progress, scan or (lambda j, known: source.scan(j.src_root, known)))
+    r = _sync_user(job, source, index, opts, stop, progress, scan or (lambda j, known: source.scan(j.src_root, known)),
+                   states_of)  # fmt: skip
     r.seconds = time.monotonic() - t0
     if not opts.keep_actions:
         r.summary = r.counts()
@@ -202,11 +207,11 @@ def sync_user(
     return r
 
 
-def _sync_user(job, source, index, opts, stop, progress, scan) -> UserResult:
+def _sync_user(job, source, index, opts, stop, progress, scan, states_of=None) -> UserResult:
     user = job.user.encode()
     aside, dest_id = destination_identity(job, index, opts)
     try:
-        states = {} if aside else index.user_folders(user)
+        states = {} if aside else (states_of(job) if states_of is not None else index.user_folders(user))
         src_raw = scan(job, _known(states))
         src = listing.build(src_raw, messages=False)
     except SourceError as e:
@@ -228,7 +233,7 @@ def _sync_user(job, source, index, opts, stop, progress, scan) -> UserResult:
             "first (or pass --create)",
         )
     try:
-        dst = listing.build(views.dest_tops(job.dst_root, _likely_quiet(src, states)) if dst_exists else RawScan(),
+        dst = listing.build(views.dest_tops(job.dst_root, _glances(src, states)) if dst_exists else RawScan(),
                             messages=False)  # fmt: skip
     except SourceError as e:
         return UserResult(job.user, "failed", f"cannot read the destination: {e}")
@@ -242,7 +247,7 @@ def _sync_user(job, source, index, opts, stop, progress, scan) -> UserResult:
     kw = _keyword_translations(source, job, src, dst, states, ctl_hash, src_raw.files)
     inputs = Inputs(src, dst, recs, states, ctl_hash, kw, opts.plan, sep=sep,
                     counts={f: w.count for f, w in work.items() if not w.whole},
-                    others=_lookup_others(index, user, job.dst_root, work, recs, dst, sep) if states else None,
+                    others=_lookup_others(index, user, job.dst_root, work, recs, dst, sep, src, states) if states else None,
                     taken=lambda f, b: _has_base(work.get(f), b, sep), quiet=quiet)  # fmt: skip
     plan = make_plan(inputs)
     try:
@@ -416,50 +421,79 @@ def _known(states: dict[bytes, FolderState]) -> dict[bytes, int]:
 class _Prefetch:
     """Listings for several users at once, where the transport can (``scan_many``): over SSH each
     command costs a shell start on the source, so hundreds of mailboxes are listed in a few commands.
-    Users are taken in chunks to keep memory bounded."""
+    Users are taken in chunks, one chunk listed ahead while the one before is synced (memory stays
+    bounded by two chunks; the workers never wait for a listing but the first)."""
 
-    CHUNK = 32
+    CHUNK = 16
 
     def __init__(self, jobs: Sequence[UserJob], source: Source, index: Index, opts: RunOptions):
         self.many = getattr(source, "scan_many", None)
         self.source, self.index, self.opts = source, index, opts
-        self.pending = list(jobs)
-        self.cache: dict[bytes, RawScan | SourceError] = {}
+        self.chunks = [list(jobs[i : i + self.CHUNK]) for i in range(0, len(jobs), self.CHUNK)]
+        self.where = {j.src_root: k for k, chunk in enumerate(self.chunks) for j in chunk}
+        self.futures: dict = {}
         self.lock = threading.Lock()
+        self.pool: ThreadPoolExecutor | None = None
+        self._states: dict[bytes, dict] = {}
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
 
     def states(self, job: UserJob) -> dict:
-        if destination_identity(job, self.index, self.opts)[0]:
-            return {}  # its records are set aside: list everything
-        return self.index.user_folders(job.user.encode())
+        """The user's folder states, read once per run (each is a record to decode)."""
+        got = self._states.get(job.src_root)
+        if got is None:
+            if destination_identity(job, self.index, self.opts)[0]:
+                got = {}  # its records are set aside: list everything
+            else:
+                got = self.index.user_folders(job.user.encode())
+            self._states[job.src_root] = got
+        return got
 
-    def known(self, job: UserJob) -> dict[bytes, int]:
-        return _known(self.states(job))
+    def take_states(self, job: UserJob) -> dict:
+        got = self._states.pop(job.src_root, None)
+        return got if got is not None else self.states(job)
+
+    def _list(self, k: int) -> dict:
+        chunk = self.chunks[k]
+        results = self.many([(j.src_root, _known(self.states(j))) for j in chunk])
+        out, want = {}, []
+        for j, res in zip(chunk, results):
+            out[j.src_root] = res
+            if isinstance(res, RawScan):
+                want += [(j.src_root, rel) for rel in wanted_files(res, self.states(j))]
+        # The control files the plans will read, all the chunk's in one go (one round trip, not one each).
+        for (root, rel), data in (read_many(self.source, want) if want else {}).items():
+            if isinstance(out.get(root), RawScan):
+                out[root].files[rel] = data
+        return out
+
+    def _ensure(self, k: int):
+        with self.lock:
+            if k >= len(self.chunks):
+                return None
+            fut = self.futures.get(k)
+            if fut is None:
+                if self.pool is None:
+                    self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="maildirsync-list")
+                fut = self.futures[k] = self.pool.submit(self._list, k)
+            return fut
 
     def get(self, job: UserJob, known: dict[bytes, int]) -> RawScan:
         if self.many is None:
             return self.source.scan(job.src_root, known)
-        with self.lock:
-            if job.src_root not in self.cache:
-                i = next((k for k, j in enumerate(self.pending) if j.src_root == job.src_root), None)
-                if i is None:
-                    chunk = [job]
-                else:
-                    chunk = self.pending[i : i + self.CHUNK]
-                    del self.pending[i : i + len(chunk)]
-                reqs = [(j.src_root, known if j is job else self.known(j)) for j in chunk]
-                results = self.many(reqs)
-                want = []
-                for j, res in zip(chunk, results):
-                    self.cache[j.src_root] = res
-                    if isinstance(res, RawScan):
-                        want += [(j.src_root, rel) for rel in wanted_files(res, self.states(j))]
-                # The control files the plans will read, all the chunk's in one go (one round trip, not one each).
-                got = read_many(self.source, want) if want else {}
-                for (root, rel), data in got.items():
-                    res = self.cache.get(root)
-                    if isinstance(res, RawScan):
-                        res.files[rel] = data
-            res = self.cache.pop(job.src_root)
+        k = self.where.get(job.src_root)
+        if k is None:
+            (res,) = self.many([(job.src_root, known)])
+        else:
+            fut = self._ensure(k)
+            self._ensure(k + 1)  # the next chunk is listed while this one is synced
+            results = fut.result()
+            res = results.pop(job.src_root)
+            if not results:
+                with self.lock:
+                    self.futures.pop(k, None)
         if isinstance(res, SourceError):
             raise res
         return res
@@ -559,7 +593,6 @@ def _folder_work(job: UserJob, index: Index, user: bytes, src: listing.Mailbox, 
     work: dict = {}
     recs: dict = {}
     quiet: set = set()
-    likely = _likely_quiet(src, states)
     dst_files = {maildir.in_folder(f, n): v for f, df in dst.folders.items() for n, v in df.controls.items()}
     for folder in sorted(set(src.folders) | set(states)):
         st = states.get(folder)
@@ -577,8 +610,7 @@ def _folder_work(job: UserJob, index: Index, user: bytes, src: listing.Mailbox, 
             src.skipped.extend(t for k, t in st.problems if k == "skipped")
             src.rejected.extend(t for k, t in st.problems if k == "rejected")
             continue
-        if df is not None and folder and folder in likely:
-            views.rescan(dst, job.dst_root, folder)  # it was only glanced at: all of its own entries now
+
         if snap:
             w = views.diff_folder(folder, src, dst, index.folder_lists(user, folder), src.dirs, dst_dirs, dst_sep(dst, src))
             recs[folder] = index.get_recs(user, folder, w.touched)
@@ -592,6 +624,16 @@ def _folder_work(job: UserJob, index: Index, user: bytes, src: listing.Mailbox, 
             recs[folder] = index.folder_records(user, folder) if st is not None else {}
         work[folder] = w
     return work, recs, quiet
+
+
+def _glances(src: listing.Mailbox, states) -> dict:
+    """Folders of the destination known from the last run: of each, the few entries the plan can look at
+    (its cur/new, dovecot-uidlist and the control files either side has) are statted, instead of all its
+    entries listed and statted."""
+    return {
+        f: set(st.controls) | set(src.folders[f].controls) | {UIDLIST, b"dovecot.index"}
+        for f, st in states.items() if st.snap and f and f in src.folders
+    }  # fmt: skip
 
 
 def _likely_quiet(src: listing.Mailbox, states) -> set:
@@ -671,27 +713,36 @@ def _has_base(w, base: bytes, sep: bytes) -> bool:
     return any(maildir.parse_name(n, sep).base == base for blob in w.dst_now.values() for n in records(blob))
 
 
-def _lookup_others(index: Index, user: bytes, root: bytes, work: dict, recs: dict, dst: listing.Mailbox, sep: bytes):
+def _lookup_others(index: Index, user: bytes, root: bytes, work: dict, recs: dict, dst: listing.Mailbox, sep: bytes,
+                   src: listing.Mailbox, states: dict):
     """For a local copy: the user's other folders holding a base (asked for new bases only), with what the
-    destination holds of it there."""
-    folders = None
+    destination holds of it there. The records of every base new somewhere are read at the first
+    question, folder by folder (one read each), not base by base."""
+    found: dict | None = None
+
+    def load() -> dict:
+        new = {b for f, sf in src.folders.items() for b in sf.msgs if b not in recs.get(f, {})}
+        out: dict = {}
+        if new:
+            for g in sorted(states):
+                have = recs.get(g, {})
+                got = {b: have[b] for b in new if b in have}
+                got.update(index.get_recs(user, g, [b for b in new if b not in have]))
+                for b, rec in got.items():
+                    out.setdefault(b, []).append((g, rec))
+        return out
 
     def others(folder: bytes, base: bytes) -> list:
-        nonlocal folders
-        if folders is None:
-            folders = sorted(index.user_folders(user))
+        nonlocal found
+        if found is None:
+            found = load()
         out = []
-        for g in folders:
-            if g == folder:
-                continue
-            rec = recs.get(g, {}).get(base)
-            if rec is None:
-                rec = index.get_recs(user, g, [base]).get(base)
-            if rec is None or not rec.dst_name:
+        for g, rec in found.get(base, ()):
+            if g == folder or not rec.dst_name:
                 continue
             df = dst.folders.get(g)
             d = df.msgs.get(base) if df is not None else None
-            if d is None and df is not None and g not in work or (g in work and not work[g].whole and d is None):
+            if d is None:  # not among the names the plan looks at: is the recorded file there?
                 p = maildir.folder_dir(root, g) + b"/" + rec.dst_subdir + b"/" + rec.dst_name
                 try:
                     st = os.lstat(p)

@@ -33,21 +33,23 @@ def tag(side: bytes, sub: bytes) -> bytes:
 # --- the destination's listing -------------------------------------------------------------------------
 
 
-def dest_tops(root: bytes, light: Set[bytes] = frozenset()) -> RawScan:
+def dest_tops(root: bytes, light: Optional[Dict[bytes, Set[bytes]]] = None) -> RawScan:
     """The destination Maildir's own entries and its folders' (directories, control files), statted only
     where a stamp is needed: cur/new (mtimes) and control files. Messages are not looked at here. Of a
-    folder in ``light`` (one likely quiet), only what tells whether it is: its cur/new and dovecot-uidlist
-    (:func:`rescan` reads the rest if it is not)."""
+    folder in ``light``, only its cur/new and the names given are statted: no directory listing."""
     out = RawScan()
+    light = light or {}
 
-    def glance(rel: bytes) -> None:
-        for name, kind in ((b"cur", DIR), (b"new", DIR), (UIDLIST, FILE)):
+    def glance(rel: bytes, names) -> None:
+        for name in (b"cur", b"new", *sorted(names)):
+            kind = DIR if name in SUBDIRS else FILE
             try:
                 st = os.lstat(root + b"/" + rel + b"/" + name)
             except OSError:
                 continue
-            ok = stat.S_ISDIR(st.st_mode) if kind == DIR else stat.S_ISREG(st.st_mode)
-            if ok:
+            if stat.S_ISLNK(st.st_mode):
+                out.tops.append(RawEntry(rel + b"/" + name, LINK, 0, 0))
+            elif stat.S_ISDIR(st.st_mode) if kind == DIR else stat.S_ISREG(st.st_mode):
                 out.tops.append(RawEntry(rel + b"/" + name, kind, st.st_size if kind == FILE else 0, st.st_mtime_ns))
 
     def visit(rel: bytes) -> List[bytes]:
@@ -85,24 +87,13 @@ def dest_tops(root: bytes, light: Set[bytes] = frozenset()) -> RawScan:
         raise SourceError(f"cannot read {maildir.show(root)}: {e.strerror}") from e
     for f in folders:
         if f in light:
-            glance(f)
+            glance(f, light[f])
             continue
         try:
             visit(f)
         except OSError as e:
             out.errors.append(f"{maildir.show(f)}: {e.strerror}")
     return out
-
-
-def rescan(dst: Mailbox, root: bytes, folder: bytes) -> None:
-    """All of a folder's own entries, where :func:`dest_tops` only glanced at it."""
-    from .listing import build
-
-    raw = dest_tops(root + b"/" + folder, frozenset())  # the folder's own directory, as a Maildir root
-    got = build(raw, messages=False).folders.get(maildir.INBOX)
-    if got is not None and folder in dst.folders:
-        f = dst.folders[folder]
-        f.controls, f.dir_mtimes, f.has_index = got.controls, got.dir_mtimes, got.has_index
 
 
 def names_blob(path: bytes) -> bytes:
