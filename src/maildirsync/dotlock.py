@@ -93,11 +93,19 @@ class FolderLock:
                 delay = min(delay * 2, 0.1)
                 continue
             try:
-                os.write(fd, me)
+                if os.write(fd, me) != len(me):
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self.path)
                 if self.owner is not None:
                     # Dovecot runs as the mail user: it must be able to read the pid to know we are alive.
                     os.fchown(fd, *self.owner)
                 self._ino = os.fstat(fd).st_ino
+            except BaseException:
+                # A lock without our pid would hold everyone off (us included) for two minutes: never leave one.
+                try:
+                    os.unlink(self.path)
+                except OSError:
+                    pass
+                raise
             finally:
                 os.close(fd)
             self.waited = time.monotonic() - t0

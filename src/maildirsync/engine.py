@@ -199,11 +199,13 @@ def sync_user(
                    states_of)  # fmt: skip
     r.seconds = time.monotonic() - t0
     if not opts.keep_actions:
+        # Only counts and failures are reported: the plan (and all it refers to, the listings included)
+        # goes now, so that memory is bounded by the users in flight, not by all the users of the run.
         r.summary = r.counts()
-        if r.plan is not None:
-            r.plan.actions = []
+        r.plan = None
         if r.outcome is not None:
             r.outcome.done = []
+            r.outcome.controls = {}
     return r
 
 
@@ -696,13 +698,16 @@ def _on_source(w, src: listing.Mailbox, folder: bytes):
     sf = src.folders.get(folder)
     if w is None or w.whole:
         return set(sf.msgs if sf is not None else ()).__contains__
-    blobs = [b"\0" + w.src_now.get(sub, b"") for sub in listing.SUBDIRS]
+    blobs = [w.src_now.get(sub, b"") for sub in listing.SUBDIRS]
 
     def has(base: bytes) -> bool:
         if sf is not None and base in sf.msgs:
             return True
-        needle = b"\0" + base
-        return any(needle + c in blob for blob in blobs for c in (b"/", src.sep))
+        for c in (b"/", src.sep):  # a record "<base>[<sep><info>]/<size>/<mtime>", first or after a NUL
+            head = base + c
+            if any(blob.startswith(head) or (b"\0" + head) in blob for blob in blobs):
+                return True
+        return False
 
     return has
 

@@ -585,6 +585,13 @@ class Executor:
             except LockTimeout as e:
                 refused.append((folder, str(e)))
                 continue
+            except OSError as e:  # the lock file cannot even be made (a full disk): nothing lands there
+                if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                    for h in reversed(held):
+                        h.__exit__(None, None, None)
+                    raise DiskFull(e.strerror) from e
+                refused.append((folder, f"cannot take {maildir.show(self.folder_path(folder))}'s lock: {e.strerror}"))
+                continue
             held.append(lk)
         return held, refused
 
@@ -653,14 +660,15 @@ class Executor:
         content is on disk."""
         if not self._staged:
             return
-        _flush(self.root, [tmp for _a, tmp, _d in self._staged])
         staged, self._staged, self._staged_bytes = self._staged, [], 0
         groups: dict[bytes, list] = {}
         for item in staged:
             groups.setdefault(item[0].folder, []).append(item)
         pending = [t for _a, t, _d in staged]
-        held, refused = self.lock_all(groups)
+        held: list = []
         try:
+            _flush(self.root, pending)
+            held, refused = self.lock_all(groups)
             for folder, why in refused:
                 for a, tmp, _d in groups.pop(folder):
                     pending.remove(tmp)

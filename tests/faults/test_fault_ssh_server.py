@@ -1,9 +1,9 @@
 """The SSH server killed in the middle of a transfer (issue 6 "the SSH server killed mid-transfer"), with
 the real CLI against a real OpenSSH sshd.
 
-The moment is made certain, not timed: once the first message has landed on the destination the client
-is frozen (SIGSTOP), the server is killed, and the client is thawed, so the kill always falls in the
-middle of the transfer.
+The moment is made certain, not timed: the users are synced one at a time (-j 1), and once the first
+message has landed on the destination the client is frozen (SIGSTOP), the server is killed, and the client
+is thawed, so the kill always falls in the middle of the transfer (the other users' mail is still to come).
 
 - The whole server gone (listener and sessions, as on a crash or a power cut): the run fails with a
   reason per user (exit 1, no traceback); nothing partial lands; once the server is back, a re-run
@@ -60,7 +60,7 @@ def freeze_after_first_message(p, world, timeout: float = 60.0) -> None:
 def test_server_killed_mid_transfer_fails_the_run_and_a_rerun_converges(tmp_path, server, transport):
     world = make_sme8_world(tmp_path, CorpusSpec(users=3, folders=3, messages=40, seed=51, layout="sme8"))
     truth = Truth().learn(world.src)
-    args = world.args(server, "--transport", transport)
+    args = world.args(server, "--transport", transport, "-j", "1")
     log = tmp_path / "run.log"
     p = start_cli(args, log)
     try:
@@ -96,7 +96,7 @@ def test_server_killed_mid_transfer_fails_the_run_and_a_rerun_converges(tmp_path
 def test_sessions_killed_mid_transfer_reconnect_and_complete(tmp_path, server):
     world = make_sme8_world(tmp_path, CorpusSpec(users=3, folders=3, messages=40, seed=52, layout="sme8"))
     log = tmp_path / "run.log"
-    p = start_cli(world.args(server), log)
+    p = start_cli(world.args(server, "-j", "1"), log)
     try:
         freeze_after_first_message(p, world)
         assert kill_sessions(server) >= 1  # the listener lives on
