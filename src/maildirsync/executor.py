@@ -460,22 +460,31 @@ class Executor:
         """Merge each folder's UID list with what the folder holds now. The caller holds their locks: no
         Dovecot can number a message between our listing it here and our writing the list. The lists are
         written beside their names, made durable together (one flush for them all), then renamed."""
+        done = self.prepare_uids(folders)
+        if any(tmp for _f, _p, tmp, _n in done) and not _sync_filesystem(self.root):
+            for _f, _p, tmp, _n in done:
+                if tmp:
+                    _fsync_path(tmp)
+        self.commit_uids(done)
+
+    def prepare_uids(self, folders, incoming: dict | None = None) -> list:
+        """Each folder's merged list, written beside its name (not yet durable, not yet in place).
+        ``incoming``: folder -> {base: name} of messages about to land there (they count as present)."""
         done = []
         for folder in folders:
             ctx = self.uids.get(folder)
             if ctx is None:
                 continue
             try:
-                done.append(self._prepare_uids(folder, ctx))
+                done.append(self._prepare_uids(folder, ctx, (incoming or {}).get(folder)))
             except OSError as e:
                 self._uids_failed(folder, e)
                 continue
             self._merged.add(folder)
             self._since_merge.discard(folder)
-        if any(tmp for _f, _p, tmp, _n in done) and not _sync_filesystem(self.root):
-            for _f, _p, tmp, _n in done:
-                if tmp:
-                    _fsync_path(tmp)
+        return done
+
+    def commit_uids(self, done: list) -> None:
         for folder, path, tmp, stale in done:
             try:
                 if tmp:
@@ -494,8 +503,9 @@ class Executor:
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
             raise DiskFull(e.strerror) from e
 
-    def _prepare_uids(self, folder: bytes, ctx):
+    def _prepare_uids(self, folder: bytes, ctx, incoming: dict | None = None):
         """(folder, path, the new list written beside it or None, index files to remove)."""
+        arriving = len(incoming or ())
         fdir = self.folder_path(folder)
         path = fdir + b"/" + uidlist.NAME
         try:
@@ -509,7 +519,7 @@ class Executor:
         ours_still = cached is not None and cached[0] == key  # the list we wrote here ourselves, untouched since
         if ctx.verbatim:
             as_planned = st is not None and ((st.st_size, st.st_mtime_ns) == ctx.dst_stamp or ours_still)
-            if as_planned and not self._pending.get(folder) and not self._failed_here(folder):
+            if as_planned and not self._pending.get(folder, 0) - arriving and not self._failed_here(folder):
                 # The source's list as it is: every message it numbers is here, or gone for good.
                 tmp = None
                 if data != ctx.src_data:
@@ -521,7 +531,7 @@ class Executor:
                 return folder, path, tmp, []
             if not as_planned or self._failed_here(folder):
                 ctx.verbatim = False  # merged the slow way from now on
-            elif self._pending.get(folder):
+            elif self._pending.get(folder, 0) - arriving:
                 return folder, path, None, []  # not all here yet: the list waits for the rest
         if ctx.src is None:
             ctx.src_list()
@@ -539,6 +549,7 @@ class Executor:
             for name in os.listdir(fdir + b"/" + sub):
                 if maildir.is_message_name(name):
                     present[maildir.parse_name(name, self.sep).base] = name
+        present.update(incoming or {})
         names = os.listdir(fdir)
         m = uidlist.merge(
             ctx.src, dst, present, ctx.ours, own_before=ctx.own_before, uidvalidity_ours=ctx.uidvalidity_ours,
@@ -666,20 +677,44 @@ class Executor:
             groups.setdefault(item[0].folder, []).append(item)
         pending = [t for _a, t, _d in staged]
         held: list = []
+        lists: list = []
         try:
-            _flush(self.root, pending)
             held, refused = self.lock_all(groups)
             for folder, why in refused:
                 for a, tmp, _d in groups.pop(folder):
                     pending.remove(tmp)
                     _unlink_quiet(tmp)
                     self.out.failed.append((a, why))
+            # Each folder's list as it will be once its messages are in: written now, so that one flush makes
+            # the messages and their lists durable together.
+            incoming = {f: {maildir.parse_name(a.dst[1], self.sep).base: a.dst[1] for a, _t, _d in items}
+                        for f, items in groups.items()}  # fmt: skip
+            before = {f: (c.own_before, c.uidvalidity_ours, self.out.renumbered.get(f, 0), self._lists.get(f))
+                      for f, c in self.uids.items() if f in groups}  # fmt: skip
+            lists = self.prepare_uids(groups, incoming)
+            _flush(self.root, pending + [tmp for _f, _p, tmp, _n in lists if tmp])
             for folder, items in groups.items():
                 for a, tmp, digest in items:
                     pending.remove(tmp)
                     self._land_one(a, tmp, digest)
-            self.merge_uids(*groups)
+            missing = {a.folder for a, _e in self.out.failed}
+            self.commit_uids([d for d in lists if d[0] not in missing])
+            for d in lists:  # a message that did not land: its folder's list is made again without it
+                if d[0] in missing:
+                    if d[2]:
+                        _unlink_quiet(d[2])
+                    ctx = self.uids[d[0]]
+                    ctx.own_before, ctx.uidvalidity_ours, self.out.renumbered[d[0]], cached = before[d[0]]
+                    if cached is None:
+                        self._lists.pop(d[0], None)
+                    else:
+                        self._lists[d[0]] = cached
+            self.merge_uids(*[d[0] for d in lists if d[0] in missing])
+            lists = []
         finally:
+            for _f, _p, tmp, _n in lists:
+                if tmp:
+                    _unlink_quiet(tmp)
             for lk in reversed(held):
                 lk.__exit__(None, None, None)
             for t in pending:  # not landed (disk full): tmp/ leftovers
