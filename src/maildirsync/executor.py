@@ -104,7 +104,6 @@ class Executor:
         self.progress = progress or (lambda files, nbytes: None)
         self.out = Outcome()
         self._dirty_dirs: set[bytes] = set()
-        self._pending: list[Action] = []
         self._last_commit = time.monotonic()
         self._checked: dict[bytes, str | None] = {}
         self._tmp_n = 0
@@ -212,7 +211,10 @@ class Executor:
             self.out.fatal = str(e)
         finally:
             try:
-                self.commit(force=True)
+                # The run's last flush waits for the index's next write: users finishing one after
+                # another share it instead of paying one each.
+                self.batch.commit(sync=self.durable_later())
+                self._last_commit = time.monotonic()
             except IndexError_ as e:
                 # What was done stays on the destination; the next run adopts it.
                 self.out.fatal = self.out.fatal or str(e)
@@ -296,19 +298,16 @@ class Executor:
     def durable(self) -> None:
         """Everything done on the destination so far, on disk: one syncfs(2) of its filesystem (a folder's
         directory fsync each would cost hundreds of flushes after a change that touches every folder)."""
-        if not self._dirty_dirs:
-            return
-        if not _sync_filesystem(self.root):
-            for d in self._dirty_dirs:
-                try:
-                    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
-                    try:
-                        os.fsync(fd)
-                    finally:
-                        os.close(fd)
-                except OSError:
-                    pass  # the directory went away: nothing left in it to make durable
-        self._dirty_dirs.clear()
+        if self._dirty_dirs:
+            self.durable_later()()
+
+    def durable_later(self):
+        """What :meth:`durable` would do, to be called later; a flush of the filesystem that starts after
+        this call (anyone's) does it already."""
+        dirs, self._dirty_dirs = self._dirty_dirs, set()
+        if not dirs:
+            return None
+        return _Durable(self.root, dirs)
 
     def record(self, a: Action, h: bytes, size: int | None = None, mtime: int | None = None) -> None:
         assert a.src is not None and a.dst is not None
@@ -814,9 +813,11 @@ class _FsFlush:
         self.running = False
         self.ok = True
 
-    def sync(self, fd: int) -> bool:
+    def sync(self, fd: int, target: int | None = None) -> bool:
+        """``target``: the id of a flush that is enough (one that had not started when it was taken)."""
         with self.cond:
-            target = self.next_id
+            if target is None:
+                target = self.next_id
             while self.done < target:
                 if self.running:
                     self.cond.wait()
@@ -839,7 +840,13 @@ _flushes: dict[int, _FsFlush] = {}
 _flushes_lock = threading.Lock()
 
 
-def _sync_filesystem(root: bytes) -> bool:
+def _fs_flush(fd: int) -> _FsFlush:
+    dev = os.fstat(fd).st_dev
+    with _flushes_lock:
+        return _flushes.setdefault(dev, _FsFlush())
+
+
+def _sync_filesystem(root: bytes, target: int | None = None) -> bool:
     """syncfs(2) of the filesystem holding ``root``; False where there is none (then fsync one by one)."""
     if _syncfs is None:
         return False
@@ -848,12 +855,40 @@ def _sync_filesystem(root: bytes) -> bool:
     except OSError:
         return False
     try:
-        dev = os.fstat(fd).st_dev
-        with _flushes_lock:
-            f = _flushes.setdefault(dev, _FsFlush())
-        return f.sync(fd)
+        return _fs_flush(fd).sync(fd, target)
     finally:
         os.close(fd)
+
+
+class _Durable:
+    """A flush owed for changes made in ``dirs`` (see :meth:`Executor.durable_later`)."""
+
+    def __init__(self, root: bytes, dirs: set[bytes]):
+        self.root, self.dirs, self.target = root, dirs, None
+        if _syncfs is not None:
+            try:
+                fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+            except OSError:
+                return
+            try:
+                f = _fs_flush(fd)
+                with f.cond:
+                    self.target = f.next_id
+            finally:
+                os.close(fd)
+
+    def __call__(self) -> None:
+        if _sync_filesystem(self.root, self.target):
+            return
+        for d in self.dirs:
+            try:
+                fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            except OSError:
+                pass  # the directory went away: nothing left in it to make durable
 
 
 def _flush(root: bytes, paths: list[bytes]) -> None:

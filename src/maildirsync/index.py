@@ -160,6 +160,7 @@ class Index:
         # environment instead of waiting for the first, so they take turns here.
         self.write_lock = threading.Lock()
         self.deferred: list[tuple] = []  # small batches held back: one transaction (one flush) for them all
+        self.syncs: list = []  # what must be on disk before the deferred batches are written (Batch.commit)
         if env is not None:
             self._msgs = env.open_db(b"msgs", create=not readonly)
             self._folders = env.open_db(b"folders", create=not readonly)
@@ -293,7 +294,7 @@ class Index:
         """Commit the small batches held back for one transaction."""
         with self.write_lock:
             ops, self.deferred = self.deferred, []
-        if ops:
+        if ops or self.syncs:
             b = Batch(self)
             b._ops = ops
             b.commit(defer=False)
@@ -338,39 +339,55 @@ class Batch:
     def put_meta(self, key: bytes, value: bytes) -> None:
         self._ops.append((self._index._meta, key, value))
 
-    def commit(self, defer: bool = True) -> None:
+    def commit(self, defer: bool = True, sync=None) -> None:
         """Write the batch. A small one (a user's status, a folder's stamps) is held back and written with
         the next large one or when the index closes: a transaction costs a disk flush, and a run over a
         thousand quiet mailboxes would pay a thousand. What is lost if the process dies first is only what
-        the next run works out again (the index is derived data; the destination is durable already)."""
-        if not self._ops:
-            return
+        the next run works out again (the index is derived data).
+
+        ``sync``: a callable that makes durable the destination changes the batch describes; called before
+        the batch is written, so a batch held back has its flush held back too (one for many users)."""
         ix = self._index
+        if not self._ops and sync is None:
+            return
         if defer and len(self._ops) < DEFER_OPS:
             with ix.write_lock:
                 ix.deferred.extend(self._ops)
+                if sync is not None:
+                    ix.syncs.append(sync)
                 full = len(ix.deferred) >= DEFER_OPS * 8
             self._ops = []
             if full:
                 ix.flush()
             return
         try:
-            with ix.write_lock, ix._env.begin(write=True) as txn:
+            with ix.write_lock:
+                # Held while flushing: a batch written meanwhile by another thread must not overtake ours.
+                syncs, ix.syncs = ix.syncs + ([sync] if sync is not None else []), []
+                for fn in syncs:
+                    fn()
                 ops, ix.deferred = ix.deferred + self._ops, []
-                for db, key, val in ops:
-                    if val is _PREFIX:
-                        cur = txn.cursor(db=db)
-                        if cur.set_range(key):
-                            while cur.key().startswith(key) and cur.delete():
-                                pass
-                    elif val is None:
-                        txn.delete(key, db=db)
-                    else:
-                        txn.put(key, val, db=db)
+                if not ops:
+                    return
+                with ix._env.begin(write=True) as txn:
+                    _apply(txn, ops)
         except lmdb.Error as e:
             self._ops.clear()
             raise IndexError_(_write_failure(self._index.path, e)) from e
         self._ops.clear()
+
+
+def _apply(txn, ops: list[tuple]) -> None:
+    for db, key, val in ops:
+        if val is _PREFIX:
+            cur = txn.cursor(db=db)
+            if cur.set_range(key):
+                while cur.key().startswith(key) and cur.delete():
+                    pass
+        elif val is None:
+            txn.delete(key, db=db)
+        else:
+            txn.put(key, val, db=db)
 
 
 # --- opening, locking, rebuilding ---------------------------------------------------------------------
