@@ -358,6 +358,7 @@ def root(
         layout = remote.Layout(type_, users_dir, admin_maildir, vmail_dir)
         opts = run_options(dry_run, no_delete, max_delete, owner, jobs, verbose, forget,
                            (f"{source_host}:{port} ({type_})", str(dest_root.absolute())))  # fmt: skip
+        state.check_ahead()  # the index's page walk runs while we connect
         from . import ssh
 
         source = ssh.open_source(

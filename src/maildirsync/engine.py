@@ -281,9 +281,12 @@ def _sync_user(job, source, index, opts, stop, progress, scan, states_of=None) -
             why = disk_full_reason(e) or f"cannot create {maildir.show(os.fsencode(parent))}: {e.strerror}"
             return UserResult(job.user, "failed", why, plan, None, warnings)
     first = index.user_status(user) is None
-    if first or index.in_flight(user):
+    was = first or index.in_flight(user)
+    if was:
         clean_tmp(job.dst_root, dst.folders)  # what a run of ours killed mid-way left behind
-    index.set_in_flight(user, True)
+    marked = was or bool(plan.actions)  # a run with nothing to do can leave nothing behind in tmp/
+    if marked:
+        index.set_in_flight(user, True)
     batch = index.batch()
     if aside:
         batch.forget_user(user)  # first of all: the records describe another tree
@@ -323,7 +326,7 @@ def _sync_user(job, source, index, opts, stop, progress, scan, states_of=None) -
         ex.batch.commit()
     except IndexError_ as e:
         res.status, res.reason = "failed", str(e)
-    if out.fatal is None and not out.interrupted:
+    if marked and out.fatal is None and not out.interrupted:
         index.set_in_flight(user, False)
     return res
 

@@ -401,6 +401,20 @@ class StateDir:
         self.index_path = path / "index"
         self.lock_path = path / "lock"
         self._lock_fd: int | None = None
+        self._ahead: subprocess.Popen | None = None
+
+    def check_ahead(self) -> None:
+        """Start the page walk of :func:`_check_pages` now, in the background, so that it runs while the
+        source is being connected to; opening the index waits for it."""
+        if self._ahead is None and (self.index_path / "data.mdb").exists():
+            try:
+                self._ahead = _start_walk(self.index_path)
+            except OSError:
+                self._ahead = None
+
+    def _take_ahead(self) -> subprocess.Popen | None:
+        p, self._ahead = self._ahead, None
+        return p
 
     def acquire(self, command: str) -> None:
         """Take the run lock, or raise IndexBusy naming the holder."""
@@ -423,6 +437,10 @@ class StateDir:
         self._lock_fd = fd
 
     def release(self) -> None:
+        p = self._take_ahead()
+        if p is not None:
+            p.kill()
+            p.communicate()
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # closing drops the flock
             self._lock_fd = None
@@ -434,7 +452,7 @@ class StateDir:
                 return Index.empty(), None
             try:
                 _check_file(self.index_path / "data.mdb")
-                _check_pages(self.index_path)
+                _check_pages(self.index_path, self._take_ahead())
                 env = lmdb.open(str(self.index_path), readonly=True, lock=False, max_dbs=8, map_size=MAP_SIZE)
                 idx = Index(env, readonly=True)
                 if _schema(env) != SCHEMA:
@@ -466,7 +484,7 @@ class StateDir:
     def _open_rw(self) -> lmdb.Environment:
         self.index_path.mkdir(parents=True, exist_ok=True, mode=0o700)
         _check_file(self.index_path / "data.mdb")
-        _check_pages(self.index_path)
+        _check_pages(self.index_path, self._take_ahead())
         # metasync off: one flush per commit, not two. A crash may then undo the last commit, which costs
         # nothing but an adoption next run (the index is derived data); it cannot corrupt the file.
         env = lmdb.open(str(self.index_path), max_dbs=8, map_size=MAP_SIZE, metasync=False)
@@ -497,16 +515,32 @@ def _write_failure(path: str | None, e: Exception) -> str:
     return f"cannot write the index {path}: {e}"
 
 
-def _check_pages(path: Path) -> None:
+def _check_pages(path: Path, ahead: subprocess.Popen | None = None) -> None:
     """Read every page of every table in a child process first. LMDB meets a damaged page with an
     assertion that aborts the process, which no handler here could catch; the child dies instead, and
-    the index is set aside and rebuilt. (About half a second per million messages.)"""
+    the index is set aside and rebuilt. (About half a second per million messages.)
+
+    ``ahead``: the same walk started before the run lock was taken (:meth:`StateDir.check_ahead`). Its
+    success counts; a failure is walked again, since a run that held the lock then may have been writing."""
     if not (path / "data.mdb").exists():
+        if ahead is not None:
+            ahead.kill()
+            ahead.communicate()
         return
-    p = subprocess.run([sys.executable, "-m", "maildirsync.index", "--walk", str(path)], capture_output=True)
+    if ahead is not None:
+        _out, err = ahead.communicate()
+        if ahead.returncode == 0:
+            return
+    p = _start_walk(path)
+    _out, err = p.communicate()
     if p.returncode != 0:
-        why = f"killed by signal {-p.returncode}" if p.returncode < 0 else (p.stderr.decode(errors="replace").strip().splitlines() or ["?"])[-1]
+        why = f"killed by signal {-p.returncode}" if p.returncode < 0 else (err.decode(errors="replace").strip().splitlines() or ["?"])[-1]
         raise lmdb.CorruptedError(f"reading it failed: {why}")
+
+
+def _start_walk(path: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "maildirsync.index", "--walk", str(path)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
 
 
 def _walk(path: str) -> None:
