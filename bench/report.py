@@ -95,7 +95,9 @@ def markdown(results: dict, summary: dict) -> str:
     lines = [f"# maildirsync bench — {meta['date']}", "",
              f"Host: {meta['cpus']} × {meta['cpu']}, {meta['mem_gib']} GiB, kernel {meta['kernel']}; "
              f"{meta['rsync']}; {meta['ssh']}; cipher {meta['cipher']} for all; commit {meta['commit']}; "
-             f"{meta['reps']} interleaved repetitions; {meta['cache']}.", ""]
+             f"{meta['reps']} interleaved repetitions; {meta['cache']}; dovecot-uidlist "
+             f"{'as Dovecot leaves it' if meta.get('uidlists', 'dovecot') == 'dovecot' else 'rewritten as the lab did before issue 10 (--uidlists rewrite)'}.",
+             ""]
     codes = sorted({s["code"] for s in results["samples"] if s.get("code")})
     if len(codes) > 1:
         lines += [f"**Warning:** maildirsync's source changed during the run ({len(codes)} versions: "

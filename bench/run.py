@@ -84,6 +84,7 @@ def _meta(args) -> dict:
         "python": platform.python_version(), "rsync": _version(["rsync", "--version"]),
         "ssh": _version(["ssh", "-V"]), "cipher": CIPHER, "commit": commit + ("-dirty" if dirty else ""),
         "argv": sys.argv[1:], "reps": args.reps, "seed": args.seed, "cache": "warm (page cache not dropped)",
+        "uidlists": args.uidlists,
     }
 
 
@@ -136,7 +137,8 @@ def bench_one(spec: corpus.CorpusSpec, size_name: str, profile: netlab.Profile, 
                 c.reset()
             order = contenders[rep % len(contenders):] + contenders[: rep % len(contenders)]
             for step, scenario in enumerate(args.scenarios):
-                mutation = scenarios.apply(scenario, src, "sme8", seed=args.seed, step=step, uidlists="dovecot").as_dict()
+                mutation = scenarios.apply(scenario, src, "sme8", seed=args.seed, step=step,
+                                           uidlists=args.uidlists).as_dict()
                 for c in order:
                     base = {"size": size_name, "profile": profile.name, "rep": rep, "step": step,
                             "scenario": scenario, "contender": c.key, "mutation": mutation}
@@ -225,6 +227,10 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--scenarios", default=",".join(scenarios.SCENARIOS),
                    help="comma list, run in this order (default: all: %(default)s)")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--uidlists", choices=scenarios.UIDLISTS, default="dovecot",
+                   help="dovecot: the corpus and scenarios leave dovecot-uidlist as Dovecot does (default); rewrite: "
+                        "as the lab did before issue 10 (no history in the corpus, every touched list rewritten), "
+                        "to compare with older results")
     p.add_argument("-j", "--jobs", type=int, help="maildirsync -j")
     p.add_argument("--profile-maildirsync", type=Path, metavar="DIR",
                    help="profile every maildirsync sample (MAILDIRSYNC_PROFILE): DIR/<size>-<profile>-rep<N>-<step>-"
@@ -261,8 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     outdir = args.out / f"{stamp}-{'+'.join(args.sizes)}-{'+'.join(args.profiles)}"
     work = args.work or Path(os.environ.get("TMPDIR", "/var/tmp")) / f"maildirsync-bench-{os.getpid()}"
+    history = {} if args.uidlists == "dovecot" else {"stale_lines": 0.0}
     specs = [corpus.spec_for(size, seed=args.seed, layout="sme8", users=args.users, folders=args.folders,
-                             messages=args.messages) for size in args.sizes]
+                             messages=args.messages, **history) for size in args.sizes]
     no_room = check_disk(work, specs, args.contenders)
     if no_room:
         print(f"bench: {no_room}", file=sys.stderr)
