@@ -1,4 +1,4 @@
-"""The three ways to pull the source's mail, each measured the same way.
+"""The ways to pull the source's mail, each measured the same way.
 
 * ``script``: what ``sync_maildirs.sh`` does: one ``rsync -r -l -t --delete`` per user, each with its
   own ssh connection, into ``<dest>/<user>@<domain>/Maildir``.
@@ -6,6 +6,8 @@
   same flags: the strongest rsync. It mirrors the source layout (``users/<user>/Maildir``, ``Maildir``),
   since one rsync cannot rename ``<user>`` to ``<user>@<domain>``.
 * ``maildirsync``: the SSH sync CLI into ``<dest>/<user>@<domain>/Maildir``.
+* ``doveadm``: Dovecot's own ``doveadm backup -R``, user by user over the same sshd, a throwaway Dovecot
+  configuration on each side (:mod:`bench.dovecot`): a reference, with no goal.
 
 A run is measured from the outside: wall clock, CPU and peak RSS of the client's process tree (ssh,
 rsync's receiver included) by ``launch.py``, bytes from the wire counters.
@@ -14,6 +16,7 @@ rsync's receiver included) by ``launch.py``, bytes from the wire counters.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -23,8 +26,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench import dovecot
 from bench.netlab import Network
-from bench.verify import MAILDIRSYNC_POLICY, RSYNC_POLICY, Policy
+from bench.verify import DOVEADM_POLICY, MAILDIRSYNC_POLICY, RSYNC_POLICY, Policy
 
 RSYNC_FLAGS = ["-r", "-l", "-t", "--delete"]
 LAUNCHER = Path(__file__).with_name("launch.py")
@@ -40,13 +44,15 @@ class Exec:
     stderr: str
 
 
-def run_measured(argv: list[str]) -> Exec:
-    """Run ``argv`` through the launcher and account for its whole process tree (ssh, rsync's receiver...)."""
+def run_measured(argv: list[str], env: dict[str, str] | None = None) -> Exec:
+    """Run ``argv`` through the launcher and account for its whole process tree (ssh, rsync's receiver...).
+    ``env``: variables added to the bench's environment for it."""
     with tempfile.TemporaryDirectory(prefix="msb-run-") as tmp:
         stats = Path(tmp) / "usage.json"
         with open(Path(tmp) / "out", "w+b") as out, open(Path(tmp) / "err", "w+b") as err:
             subprocess.run([sys.executable, "-I", "-S", str(LAUNCHER), str(stats), *argv],
-                           stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+                           stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                           env={**os.environ, **env} if env else None)
             out.seek(0)
             err.seek(0)
             text_out, text_err = out.read().decode(errors="replace"), err.read().decode(errors="replace")
@@ -168,6 +174,7 @@ class Maildirsync(Contender):
         self.state = self.work / "state-maildirsync"
         self.jobs = jobs
         self.exe = Path(sys.executable).with_name("maildirsync")
+        self.profile_to: Path | None = None  # the next run writes its cProfile pstats there (MAILDIRSYNC_PROFILE)
 
     def unavailable(self) -> str | None:
         if not self.exe.exists():
@@ -200,7 +207,7 @@ class Maildirsync(Contender):
         if self.jobs:
             argv += ["-j", str(self.jobs)]
         code = code_fingerprint()
-        e = run_measured(n.wrap(argv))
+        e = run_measured(n.wrap(argv), {"MAILDIRSYNC_PROFILE": str(self.profile_to)} if self.profile_to else None)
         totals, statuses = _totals(_last_json(e.stdout))
         out = Outcome(e.returncode == 0, e.wall_s, e.cpu_s, e.maxrss_kib, totals.get("bytes"),
                       sum(totals.get(k, 0) for k in ("new", "refetched", "conflicts")) if totals else None)
@@ -208,6 +215,53 @@ class Maildirsync(Contender):
         if e.returncode != 0:
             out.error = f"maildirsync exited {e.returncode}: {(e.stderr.strip() or e.stdout.strip())[-800:]}"
         return out
+
+
+class DoveadmBackup(Contender):
+    """``doveadm backup -R`` per user: the destination's doveadm pulls through ssh from a ``doveadm
+    dsync-server`` that sshd starts on the source, each with its own throwaway configuration."""
+
+    key, label = "doveadm", "(d) doveadm backup"
+    policy = DOVEADM_POLICY
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self.lab = dovecot.Lab(self.work / "doveadm")
+
+    def unavailable(self) -> str | None:
+        why = dovecot.unavailable()
+        if why:
+            return why
+        pw = dovecot.mail_user()
+        blocked = dovecot.unsearchable([self.work, *self.source.values()], pw)
+        if blocked is not None:
+            return (f"{blocked} is not searchable by {pw.pw_name}, the user doveadm runs as: give --work a "
+                    "directory that every user can traverse (the default under /var/tmp is)")
+        return None
+
+    def reset(self) -> None:
+        # doveadm backup creates the mailboxes itself: into an existing empty Maildir (as NethServer makes
+        # them) its first run stops at "INBOX can't be deleted", the INBOX there having another GUID. So
+        # the users' directories exist and their Maildirs do not.
+        if self.dest.exists():
+            subprocess.run(["rm", "-rf", str(self.dest)], check=True)
+        for md in self.dest_maildirs().values():
+            md.parent.mkdir(parents=True, exist_ok=True)
+        self.lab.reset()
+
+    def run(self) -> Outcome:
+        total = Outcome(True, 0.0, 0.0, 0)
+        ssh = self.net.ssh_command() + ["-F", "/dev/null", self.net.host]
+        t0 = time.perf_counter()
+        for user in sorted(self.source):
+            argv = self.lab.backup_argv(user, self.dest_maildirs()[user], ssh, self.source[user])
+            e = run_measured(self.net.wrap(argv))
+            total.cpu_s += e.cpu_s
+            total.maxrss_kib = max(total.maxrss_kib, e.maxrss_kib)
+            if e.returncode != 0 and total.ok:
+                total.ok, total.error = False, f"doveadm backup for {user} exited {e.returncode}: {e.stderr.strip()[-500:]}"
+        total.wall_s = time.perf_counter() - t0
+        return total
 
 
 def _last_json(text: str):
@@ -249,4 +303,4 @@ def _totals(report) -> tuple[dict[str, int], dict[str, int]]:
     return totals, statuses
 
 
-CONTENDERS = {"script": ScriptLoop, "rsync": WholeTree, "maildirsync": Maildirsync}
+CONTENDERS = {"script": ScriptLoop, "rsync": WholeTree, "maildirsync": Maildirsync, "doveadm": DoveadmBackup}

@@ -14,15 +14,12 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-ORDER = ("script", "rsync", "maildirsync")
-COLORS = {"script": "tab:gray", "rsync": "tab:orange", "maildirsync": "tab:blue"}
-LABELS = {"script": "(a) rsync per user", "rsync": "(b) rsync whole tree", "maildirsync": "(c) maildirsync"}
-# Issue 4's targets, maildirsync / rsync (b): (metric, bound).
-TARGETS = {
-    "initial": [("wall", 1.0)], "nochange": [("wall", 0.3)], "new": [("wall", 0.5)], "moved": [("wall", 0.5)],
-    "deleted": [("wall", 0.5)], "flags": [("wall", 0.3), ("wire", 0.05)],
-}
+from bench import goals
 
+ORDER = ("script", "rsync", "maildirsync", "doveadm")
+COLORS = {"script": "tab:gray", "rsync": "tab:orange", "maildirsync": "tab:blue", "doveadm": "tab:green"}
+LABELS = {"script": "(a) rsync per user", "rsync": "(b) rsync whole tree", "maildirsync": "(c) maildirsync",
+          "doveadm": "(d) doveadm backup"}
 
 def _stats(values: list[float]) -> dict | None:
     if not values:
@@ -52,7 +49,7 @@ def summarise(results: dict) -> dict:
         if s["status"] == "ok":
             pairs[(s["size"], s["profile"], s["scenario"], s["rep"])][s["contender"]] = s
     ratios: dict[str, dict] = {}
-    for other in ("rsync", "script"):
+    for other in ("rsync", "script", "doveadm"):
         by: dict[tuple, dict[str, list]] = defaultdict(lambda: defaultdict(list))
         for (size, prof, scen, _rep), got in pairs.items():
             if "maildirsync" in got and other in got:
@@ -98,19 +95,26 @@ def markdown(results: dict, summary: dict) -> str:
     lines = [f"# maildirsync bench — {meta['date']}", "",
              f"Host: {meta['cpus']} × {meta['cpu']}, {meta['mem_gib']} GiB, kernel {meta['kernel']}; "
              f"{meta['rsync']}; {meta['ssh']}; cipher {meta['cipher']} for all; commit {meta['commit']}; "
-             f"{meta['reps']} interleaved repetitions; {meta['cache']}.", ""]
+             f"{meta['reps']} interleaved repetitions; {meta['cache']}; dovecot-uidlist "
+             f"{'as Dovecot leaves it' if meta.get('uidlists', 'dovecot') == 'dovecot' else 'rewritten as the lab did before issue 10 (--uidlists rewrite)'}.",
+             ""]
     codes = sorted({s["code"] for s in results["samples"] if s.get("code")})
     if len(codes) > 1:
         lines += [f"**Warning:** maildirsync's source changed during the run ({len(codes)} versions: "
                   f"{', '.join(codes)}); its repetitions did not all run the same code.", ""]
     for key, why in results.get("unavailable", {}).items():
         lines += [f"**{LABELS.get(key, key)} unavailable:** {why}", ""]
+    if any(s.get("profiled") for s in results["samples"]):
+        lines += ["**Profiled:** maildirsync ran under cProfile (`--profile-maildirsync`), which slows it down: "
+                  "its times here are not comparable with the others'.", ""]
     for name, prof in results["profiles"].items():
         lines.append(f"- profile **{name}**: {prof['emulation']}")
     lines.append("")
     combos = sorted({(s["size"], s["profile"]) for s in results["samples"]}, key=lambda x: (
         results["corpora"].get(x[0], {}).get("messages", 0), x[1]))
     cells, ratios = summary["cells"], summary["ratios"]
+    if any(s["contender"] == "maildirsync" for s in results["samples"]):
+        lines += goals.markdown(summary)
     for size, prof in combos:
         c = results["corpora"].get(size, {})
         scen_order = list(dict.fromkeys(s["scenario"] for s in results["samples"] if s["size"] == size))
@@ -119,6 +123,7 @@ def markdown(results: dict, summary: dict) -> str:
         if "maildirsync" in conts:
             heads += ["(c)/(b) time", "(c)/(b) bytes"] if "rsync" in conts else []
             heads += ["(c)/(a) time"] if "script" in conts else []
+            heads += ["(c)/(d) time"] if "doveadm" in conts else []
         lines += [f"## {size}: {c.get('messages', '?')} messages, {c.get('bytes', 0) / 2**20:.0f} MiB, "
                   f"{c.get('users', '?')} users × {c.get('folders', '?')} folders — {prof}", "",
                   "Wall time, median (min–max) over the repetitions whose destination checked out:", "",
@@ -132,7 +137,9 @@ def markdown(results: dict, summary: dict) -> str:
                 row.append(_fmt_s(cell and cell["wall_s"]) + (f" **{bad}**" if bad else ""))
             rb = ratios.get("rsync", {}).get(f"{size}|{prof}|{scen}", {})
             ra = ratios.get("script", {}).get(f"{size}|{prof}|{scen}", {})
-            picks = {"(c)/(b) time": rb.get("wall"), "(c)/(b) bytes": rb.get("wire"), "(c)/(a) time": ra.get("wall")}
+            rd = ratios.get("doveadm", {}).get(f"{size}|{prof}|{scen}", {})
+            picks = {"(c)/(b) time": rb.get("wall"), "(c)/(b) bytes": rb.get("wire"), "(c)/(a) time": ra.get("wall"),
+                     "(c)/(d) time": rd.get("wall")}
             row += [_fmt_ratio(picks[h]) for h in heads]
             lines.append("| " + " | ".join(row) + " |")
         lines += ["", "Details (medians): client CPU, server CPU (sshd + remote side), peak RSS of the largest "
@@ -150,26 +157,10 @@ def markdown(results: dict, summary: dict) -> str:
                 lines.append(f"| {scen} | {k} | {med('cpu_s'):.2f} | {med('server_cpu_s'):.2f} | "
                              f"{rss:.1f} | {_fmt_bytes(med('wire_bytes'))} | {_fmt_bytes(med('app_bytes'))} | "
                              f"{'—' if files is None else f'{files:.0f}'} |")
-        if "maildirsync" in conts and "rsync" in conts:
-            lines += ["", *_targets(size, prof, scen_order, summary)]
+        if "maildirsync" in conts and ("rsync" in conts or "script" in conts):
+            lines += ["", *goals.combo_rows(size, prof, scen_order, summary)]
         lines.append("")
     return "\n".join(lines) + "\n"
-
-
-def _targets(size: str, prof: str, scen_order: list[str], summary: dict) -> list[str]:
-    rows = []
-    for scen in scen_order:
-        for metric, bound in TARGETS.get(scen, []):
-            st = summary["ratios"].get("rsync", {}).get(f"{size}|{prof}|{scen}", {}).get(metric)
-            verdict = "—" if not st else ("met" if st["median"] <= bound else f"missed by {st['median'] / bound:.1f}×")
-            rows.append(f"| {scen} | {metric} | ≤ {bound}× | {_fmt_ratio(st)} | {verdict} |")
-    rss = [c["maxrss_kib"]["max"] for k, c in summary["cells"].items()
-           if k.startswith(f"{size}|{prof}|") and k.endswith("|maildirsync") and c["maxrss_kib"]]
-    peak_mb = max(rss) * 1024 / 1e6 if rss else None
-    rows.append(f"| all | peak RSS | ≤ 100 MB | {peak_mb:.0f} MB | {'met' if peak_mb <= 100 else 'missed'} |"
-                if rss else "| all | peak RSS | ≤ 100 MB | — | — |")
-    return ["Issue 4 targets, maildirsync / rsync (b):", "", "| scenario | metric | target | measured | verdict |",
-            "|---|---|---|---|---|", *rows]
 
 
 def make_plots(results: dict, summary: dict, outdir: Path) -> list[Path]:

@@ -17,8 +17,10 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import os
 import platform
+import random
 import shutil
 import subprocess
 import sys
@@ -82,6 +84,7 @@ def _meta(args) -> dict:
         "python": platform.python_version(), "rsync": _version(["rsync", "--version"]),
         "ssh": _version(["ssh", "-V"]), "cipher": CIPHER, "commit": commit + ("-dirty" if dirty else ""),
         "argv": sys.argv[1:], "reps": args.reps, "seed": args.seed, "cache": "warm (page cache not dropped)",
+        "uidlists": args.uidlists,
     }
 
 
@@ -114,7 +117,8 @@ def bench_one(spec: corpus.CorpusSpec, size_name: str, profile: netlab.Profile, 
     try:
         users = corpus.user_names(spec.users)
         source_hint = {u: corpus.maildir_path(src, "sme8", u) for u in users}
-        contenders = [CONTENDERS[k](net, source_hint, src / corpus.SME8_USERS, spec.domain, work)
+        contenders = [CONTENDERS[k](net, source_hint, src / corpus.SME8_USERS, spec.domain, work,
+                                    **({"jobs": args.jobs} if k == "maildirsync" else {}))
                       for k in args.contenders]
         unavailable = {c.key: c.unavailable() for c in contenders}
         for key, why in unavailable.items():
@@ -133,7 +137,8 @@ def bench_one(spec: corpus.CorpusSpec, size_name: str, profile: netlab.Profile, 
                 c.reset()
             order = contenders[rep % len(contenders):] + contenders[: rep % len(contenders)]
             for step, scenario in enumerate(args.scenarios):
-                mutation = scenarios.apply(scenario, src, "sme8", seed=args.seed, step=step).as_dict()
+                mutation = scenarios.apply(scenario, src, "sme8", seed=args.seed, step=step,
+                                           uidlists=args.uidlists).as_dict()
                 for c in order:
                     base = {"size": size_name, "profile": profile.name, "rep": rep, "step": step,
                             "scenario": scenario, "contender": c.key, "mutation": mutation}
@@ -142,15 +147,72 @@ def bench_one(spec: corpus.CorpusSpec, size_name: str, profile: netlab.Profile, 
                         progress.show(f"{scenario}: {c.key} unavailable", advance=True)
                         continue
                     progress.show(f"{size_name}/{profile.name} rep {rep + 1}/{args.reps} {scenario}: {c.key} ...")
+                    pstats_file = None
+                    if c.key == "maildirsync" and args.profile_maildirsync:
+                        pstats_file = args.profile_maildirsync / f"{size_name}-{profile.name}-rep{rep + 1}-{step}-{scenario}.pstats"
+                        c.profile_to = pstats_file
                     sample = {**base, **measure(c, net, source, hasher)}
+                    if pstats_file is not None:
+                        sample["profiled"] = str(pstats_file)
+                        profile_summary(pstats_file)
                     results["samples"].append(sample)
+                    if len(hasher.cache) > 3_000_000:  # ~250 bytes each: the large corpus' trees are 1 M files each
+                        hasher.cache.clear()
                     progress.show(f"{size_name}/{profile.name} rep {rep + 1}/{args.reps} {scenario}: {c.key} "
                                   f"{sample['status']} {sample['wall_s']:.2f}s", advance=True)
             report.write(results, outdir, plots=False)  # a long run can be inspected (or survive a crash)
-            if len(hasher.cache) > 4_000_000:
-                hasher.cache.clear()
     finally:
         net.close()
+
+
+def profile_summary(path: Path) -> None:
+    """Beside a pstats file, the functions with the most time of their own and the most cumulative time,
+    as text (``python -m pstats FILE`` for the rest)."""
+    import io
+    import pstats
+
+    if not path.exists():
+        return
+    buf = io.StringIO()
+    stats = pstats.Stats(str(path), stream=buf).strip_dirs()
+    buf.write(f"{path.name}: times summed over threads\n\n")
+    stats.sort_stats("tottime").print_stats(30)
+    stats.sort_stats("cumulative").print_stats(30)
+    path.with_suffix(".txt").write_text(buf.getvalue())
+
+
+def disk_needed(spec: corpus.CorpusSpec, contenders: list[str]) -> int:
+    """Bytes the scratch directory holds at most: the source and one destination per contender, every file
+    in whole 4 KiB blocks (most messages are smaller than one), plus a quarter for what the scenarios and
+    the contenders add (deliveries, directories' own blocks, indexes, state). Message sizes are sampled
+    from the spec's own distribution (within 5 % of `du` on the small and large corpora)."""
+    rng = random.Random(0)
+    sizes = [max(corpus.draw_size(rng, spec), 600) for _ in range(20_000)]  # no message is below its headers
+    per_message = sum(-(-n // 4096) * 4096 for n in sizes) / len(sizes)
+    n = spec.messages
+    # Per folder: cur/ new/ tmp/ and itself, dovecot.index, .cache, .log (~17 KiB), the uidlist, keywords.
+    per_folder = 4 * 4096 + sum(-(-b // 4096) * 4096 for b in (256 + 40 * n, 1002 + 120 * n, 17 * 1024, 72 * n, 1))
+    copy = spec.total_messages * per_message + spec.users * spec.folders * per_folder
+    return int(copy * (1 + len(contenders)) * 1.25)
+
+
+def check_disk(work: Path, specs: list[corpus.CorpusSpec], contenders: list[str]) -> str | None:
+    """Why the run would not fit in ``work``'s file system, or None."""
+    need = max(disk_needed(s, contenders) for s in specs)
+    probe = work
+    while not probe.exists():
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    files = int(max(s.total_messages for s in specs) * (1 + len(contenders)) * 1.25)
+    inodes = os.statvfs(probe).f_favail
+    if need > free:
+        what = f"about {need / 1e9:.1f} GB under {work}, and only {free / 1e9:.1f} GB are free there"
+    elif 0 < inodes < files:  # (0: a file system that does not count them)
+        what = f"about {files} files under {work}, and its file system has room for only {inodes} more"
+    else:
+        return None
+    return (f"the corpus, its {len(contenders)} destinations and their indexes need {what}: give --work a directory "
+            "on a larger disk, or run fewer --contenders")
 
 
 def parse_args(argv: list[str] | None):
@@ -165,7 +227,14 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--scenarios", default=",".join(scenarios.SCENARIOS),
                    help="comma list, run in this order (default: all: %(default)s)")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--uidlists", choices=scenarios.UIDLISTS, default="dovecot",
+                   help="dovecot: the corpus and scenarios leave dovecot-uidlist as Dovecot does (default); rewrite: "
+                        "as the lab did before issue 10 (no history in the corpus, every touched list rewritten), "
+                        "to compare with older results")
     p.add_argument("-j", "--jobs", type=int, help="maildirsync -j")
+    p.add_argument("--profile-maildirsync", type=Path, metavar="DIR",
+                   help="profile every maildirsync sample (MAILDIRSYNC_PROFILE): DIR/<size>-<profile>-rep<N>-<step>-"
+                        "<scenario>.pstats, and a .txt summary beside it; profiled times are not comparable")
     p.add_argument("--work", type=Path, help="scratch directory (default: a fresh one under /var/tmp)")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results", help="results folder (default %(default)s)")
     p.add_argument("--keep", action="store_true", help="keep the scratch directory")
@@ -184,6 +253,12 @@ def parse_args(argv: list[str] | None):
             p.error(f"unknown {name} {bad} (choose from {', '.join(allowed)})")
     if a.scenarios[0] != "initial":
         p.error("the scenarios must start with 'initial' (destinations start empty)")
+    if len(set(a.scenarios)) != len(a.scenarios):
+        p.error("a scenario is given twice in --scenarios")
+    if a.profile_maildirsync is not None:
+        a.profile_maildirsync = a.profile_maildirsync.resolve()
+        if "maildirsync" not in a.contenders:
+            p.error("--profile-maildirsync needs the maildirsync contender")
     return a
 
 
@@ -191,8 +266,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     outdir = args.out / f"{stamp}-{'+'.join(args.sizes)}-{'+'.join(args.profiles)}"
-    outdir.mkdir(parents=True, exist_ok=True)
     work = args.work or Path(os.environ.get("TMPDIR", "/var/tmp")) / f"maildirsync-bench-{os.getpid()}"
+    history = {} if args.uidlists == "dovecot" else {"stale_lines": 0.0}
+    specs = [corpus.spec_for(size, seed=args.seed, layout="sme8", users=args.users, folders=args.folders,
+                             messages=args.messages, **history) for size in args.sizes]
+    no_room = check_disk(work, specs, args.contenders)
+    if no_room:
+        print(f"bench: {no_room}", file=sys.stderr)
+        return 2
+    if args.profile_maildirsync is not None:
+        args.profile_maildirsync.mkdir(parents=True, exist_ok=True)
+    outdir.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
     results = {"meta": _meta(args), "profiles": {}, "corpora": {}, "unavailable": {}, "samples": []}
     results["meta"]["login_shell"] = netlab.quiet_login_shell(work) or "as the host has it"
@@ -200,9 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     progress = Progress(total, args.quiet)
     hasher = Hasher()
     try:
-        for size in args.sizes:
-            spec = corpus.spec_for(size, seed=args.seed, layout="sme8", users=args.users, folders=args.folders,
-                                   messages=args.messages)
+        for size, spec in zip(args.sizes, specs):
             for prof in args.profiles:
                 bench_one(spec, size, netlab.PROFILES[prof], args, work, results, progress, hasher, outdir)
     finally:

@@ -2,8 +2,10 @@
 
 Everything a sync tool meets on a real source is there: Dovecot delivery names carrying ``S=``/``W=``,
 log-normal sizes with a long tail, flags and per-folder keywords, ~1% unread mail still in ``new/``, mtimes
-equal to the delivery time in the name (the IMAP INTERNALDATE), a ``dovecot-uidlist`` listing every message,
-``dovecot-keywords``, ``dovecot.index*`` caches, ``subscriptions`` and ``maildirfolder``.
+equal to the delivery time in the name (the IMAP INTERNALDATE), a ``dovecot-uidlist`` numbering every message
+as Dovecot 2.x writes it (bases only; with the named sizes, lines of expunged messages not compacted yet and
+lines appended since the header was written), ``dovecot-keywords``, ``dovecot.index*`` caches,
+``subscriptions`` and ``maildirfolder``.
 
 The same spec and seed give the same tree byte for byte: each user draws from its own ``Random`` seeded by
 ``(seed, user index)``, so the worker that happens to build a user does not matter. Message bodies are
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import base64
 import calendar
+import contextlib
 import email.utils
 import functools
 import math
@@ -56,6 +59,11 @@ class CorpusSpec:
     big_max: int = 6 * MIB
     min_size: int = 700
     new_fraction: float = 0.01  # unread deliveries still in new/
+    # A folder's history as its dovecot-uidlist shows it: of the UIDs given to messages expunged since, the
+    # share whose line is still there (Dovecot compacts the list only once a quarter of it is stale); when
+    # above 0 the list was also last rewritten somewhere in the folder's history, its later lines appended,
+    # so the header's N is the one of that rewrite. 0: every line a message on disk, N up to date.
+    stale_lines: float = 0.0
     domain: str = "example.org"
     host: str = "sme8.example.org"  # the delivering host, as it appears in message names
 
@@ -65,11 +73,13 @@ class CorpusSpec:
 
 
 # small ~20k, medium ~200k, large ~1M (smaller messages, so the tree stays a few GB).
+# The named sizes carry the history Dovecot leaves (stale lines, appended lists); a bare CorpusSpec does not.
 SIZES: dict[str, CorpusSpec] = {
-    "tiny": CorpusSpec(users=3, folders=3, messages=20),
-    "small": CorpusSpec(users=20, folders=10, messages=100),
-    "medium": CorpusSpec(users=100, folders=20, messages=100),
-    "large": CorpusSpec(users=200, folders=20, messages=250, median_size=2 * KIB, sigma=1.0, big_fraction=0.0001),
+    "tiny": CorpusSpec(users=3, folders=3, messages=20, stale_lines=0.5),
+    "small": CorpusSpec(users=20, folders=10, messages=100, stale_lines=0.5),
+    "medium": CorpusSpec(users=100, folders=20, messages=100, stale_lines=0.5),
+    "large": CorpusSpec(users=200, folders=20, messages=250, median_size=2 * KIB, sigma=1.0, big_fraction=0.0001,
+                        stale_lines=0.5),
 }
 
 
@@ -156,18 +166,30 @@ def base_of(name: str) -> str:
 
 @dataclass
 class Uidlist:
-    """Dovecot's ``dovecot-uidlist``, version 3: ``3 V<uidvalidity> N<nextuid> G<guid>`` then one
-    ``<uid> [fields] :<filename>`` line per message, in UID order."""
+    """Dovecot's ``dovecot-uidlist``, version 3, as Dovecot 2.x writes it (``maildir-uidlist.c``): a header
+    ``3 V<uidvalidity> N<nextuid> G<guid>`` then one ``<uid> [<ext>] :<base>`` line per message in UID
+    order, the *base* only (the name up to ``:``), so a flag change never touches the file.
+
+    Dovecot writes the header only when it recreates the file; a delivery appends its lines after the
+    last byte, so ``nextuid`` is the next UID as of the last rewrite and the real next UID is past the
+    last line (:attr:`next_uid`). An expunge leaves its line until the list is compacted, so lines may
+    name messages that are gone (stale lines)."""
 
     uidvalidity: int
-    nextuid: int
+    nextuid: int  # the header's N: as of the last rewrite
     guid: str
-    entries: list[tuple[int, str]]  # (uid, last known file name)
+    entries: list[tuple[int, str]]  # (uid, base) of every line, stale ones included
+
+    @property
+    def next_uid(self) -> int:
+        """The UID the next message gets: Dovecot reads the header's N and every line after it."""
+        return max(self.nextuid, self.entries[-1][0] + 1 if self.entries else 1)
 
     def dumps(self) -> bytes:
-        lines = [f"3 V{self.uidvalidity} N{self.nextuid} G{self.guid}"]
-        lines += [f"{uid} :{name}" for uid, name in self.entries]
-        return ("\n".join(lines) + "\n").encode()
+        return (self._header() + "".join(_line(uid, base) for uid, base in self.entries)).encode()
+
+    def _header(self) -> str:
+        return f"3 V{self.uidvalidity} N{self.nextuid} G{self.guid}\n"
 
     @classmethod
     def loads(cls, data: bytes) -> Uidlist:
@@ -177,15 +199,53 @@ class Uidlist:
         fields = {f[0]: f[1:] for f in lines[0].split()[1:]}
         entries = []
         for line in lines[1:]:
-            head, _, name = line.partition(":")
-            entries.append((int(head.split()[0]), name))
+            # "<uid> [<ext> ...] :<filename>": extension fields never start with ':', the name does.
+            uid, _, rest = line.partition(" ")
+            i = rest.find(" :") if not rest.startswith(":") else -1
+            name = rest[1:] if i < 0 else rest[i + 2 :]
+            entries.append((int(uid), base_of(name)))
         return cls(int(fields["V"]), int(fields["N"]), fields.get("G", ""), entries)
 
     def write(self, folder: Path) -> None:
-        # Dovecot writes the new list under its lock name and renames it over the old one.
-        lock = folder / "dovecot-uidlist.lock"
-        lock.write_bytes(self.dumps())
-        os.replace(lock, folder / "dovecot-uidlist")
+        """Recreate the file as Dovecot does: under its dotlock, a new ``dovecot-uidlist.tmp`` renamed
+        over the old one (a new inode), the header saying the next UID."""
+        with _dotlock(folder):
+            tmp = folder / "dovecot-uidlist.tmp"
+            tmp.write_bytes(self.dumps())
+            os.replace(tmp, folder / "dovecot-uidlist")
+
+    def compacted(self, present: set[str]) -> Uidlist:
+        """The list as Dovecot rewrites it: the lines of messages still there, the header's N brought up."""
+        return Uidlist(self.uidvalidity, self.next_uid, self.guid, [e for e in self.entries if e[1] in present])
+
+
+def _line(uid: int, base: str) -> str:
+    return f"{uid} :{base}\n"
+
+
+def wants_compaction(lines: int, live: int) -> bool:
+    """Dovecot recreates the list when at most 75 % of its lines name a message still there
+    (``UIDLIST_COMPRESS_PERCENTAGE``, ``maildir_uidlist_want_compress``)."""
+    return lines > 0 and lines * 75 // 100 >= live
+
+
+@contextlib.contextmanager
+def _dotlock(folder: Path):
+    # Dovecot holds dovecot-uidlist.lock while it appends or recreates: the folder's mtime moves too.
+    lock = folder / "dovecot-uidlist.lock"
+    fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.close(fd)
+    try:
+        yield
+    finally:
+        os.unlink(lock)
+
+
+def append_uidlist(folder: Path, entries: list[tuple[int, str]]) -> None:
+    """What a delivery (or a message moved in) does to the list: its lines appended to the same file,
+    under the dotlock; the header is left as it is."""
+    with _dotlock(folder), open(folder / "dovecot-uidlist", "a") as f:
+        f.write("".join(_line(uid, base) for uid, base in entries))
 
 
 def read_uidlist(folder: Path) -> Uidlist:
@@ -399,11 +459,26 @@ def _generate_user(args: tuple[CorpusSpec, int, str, str]) -> tuple[int, int]:
             name = message_name(t, rng.randrange(1_000_000), pid, q, spec.host, len(data),
                                 len(data) + data.count(b"\n"), flags)
             write_message(fdir / ("new" if is_new else "cur") / name, data, t)
-            uid += 1 + (rng.random() < 0.03)  # expunged UIDs leave gaps
-            entries.append((uid, name))
+            if rng.random() < 0.03:  # a UID given to a message expunged since: a gap, or a stale line
+                uid += 1
+                if spec.stale_lines and rng.random() < spec.stale_lines:
+                    gone = draw_size(rng, spec)
+                    # Q beyond the folder's messages: a base no message of the tree has.
+                    entries.append((uid, message_name(t, rng.randrange(1_000_000), pid, spec.messages + uid,
+                                                      spec.host, gone, gone + gone // 40, None)))
+            uid += 1
+            entries.append((uid, base_of(name)))
             count += 1
             total += len(data)
-        Uidlist(lo - rng.randint(0, 86400 * 30), uid + 1, f"{rng.getrandbits(128):032x}", entries).write(fdir)
+        ul = Uidlist(lo - rng.randint(0, 86400 * 30), uid + 1, f"{rng.getrandbits(128):032x}", entries)
+        if spec.stale_lines and entries:
+            # Rewritten last after its first `cut` lines, appended to since: the stale lines before the cut
+            # went with that rewrite, the header's N is the one it wrote.
+            cut = rng.randint(0, len(entries))
+            live = {base_of(n) for n in os.listdir(fdir / "cur") + os.listdir(fdir / "new")}
+            ul.entries = [e for e in entries[:cut] if e[1] in live] + entries[cut:]
+            ul.nextuid = entries[cut - 1][0] + 1 if cut else 1
+        ul.write(fdir)
         _write_caches(fdir, rng, len(entries))
         # Server files were last written when the last message arrived: deterministic, and plausible.
         _stamp(fdir, max(times, default=lo))
