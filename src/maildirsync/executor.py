@@ -240,15 +240,17 @@ class Executor:
         """The run's last UID merges (after its deletes), all folders at once."""
         if self.stop.is_set():
             raise Stopped
-        held, refused = self.lock_all(a.folder for a in group)
+        # A folder merged when its messages landed, and not touched since, is as merged as it gets: its
+        # lock is not taken again (after a +1 % change that is every folder the run wrote in).
+        need = {a.folder for a in group if a.folder not in self._merged or a.folder in self._since_merge}
+        held, refused = self.lock_all(need)
         try:
             for folder, why in refused:
                 self.out.failed.append((Action("control", folder, base=uidlist.NAME, note="uids"), why))
             folders = [a.folder for a in group if a.folder not in {f for f, _ in refused}]
             for f in folders:
                 self.check_folder(f)
-            # A folder merged when its messages landed, and not touched since, is as merged as it gets.
-            self.merge_uids(*[f for f in folders if f not in self._merged or f in self._since_merge])
+            self.merge_uids(*[f for f in folders if f in need])
             for a in group:
                 if a.folder in folders:
                     self.finished(a)

@@ -281,6 +281,11 @@ class Index:
             raise IndexError_("internal: the index is open read-only (dry run)")
         return Batch(self)
 
+    def trim(self) -> None:
+        """Hand the index pages read so far back to the page cache (see :func:`_unmap_pages`)."""
+        if self.path is not None:
+            _unmap_pages(os.path.join(self.path, "data.mdb"))
+
     def close(self) -> None:
         """Write what was deferred (see :meth:`Batch.commit`), then close. Raises IndexError_ if that fails."""
         if self._env is not None:
@@ -545,16 +550,58 @@ def _start_walk(path: Path) -> subprocess.Popen:
 
 def _walk(path: str) -> None:
     env = lmdb.open(path, readonly=True, lock=False, max_dbs=8)
+    spans = _map_spans(os.path.join(path, "data.mdb"))
     for name in (b"msgs", b"folders", b"users", b"lists"):
         try:
             db = env.open_db(name, create=False)
         except lmdb.NotFoundError:
             continue
         with env.begin(db=db, buffers=True) as txn:
-            for _key, val in txn.cursor():
+            for n, (_key, val) in enumerate(txn.cursor()):
                 if name == b"msgs" and len(val) < _REC.size:
                     raise lmdb.CorruptedError("a message record is too short")
+                # The kernel maps the pages around each one read (fault-around), the other tables' too:
+                # often enough that the walk's memory stays flat at any index size.
+                if n % 500 == 499 or (name == b"lists" and n % 50 == 49):
+                    _drop_pages(spans)
     env.close()
+
+
+_madvise = None
+
+
+def _unmap_pages(data: str) -> None:
+    """Drop the pages of the index's memory map from this process (madvise MADV_DONTNEED), leaving them in
+    the page cache: a later read maps them again from there, unchanged (the map is of the file, shared,
+    written through the file, never in place). Without it every page a run ever read counts in its
+    resident memory until the end, and the index grows with the mailboxes. Linux only; elsewhere nothing."""
+    _drop_pages(_map_spans(data))
+
+
+def _map_spans(data: str) -> list:
+    real = os.path.realpath(data).encode()
+    try:
+        with open("/proc/self/maps", "rb") as f:
+            spans = [ln.split(None, 1)[0] for ln in f if ln.rstrip(b"\n").endswith(b" " + real)]
+    except OSError:
+        return []
+    return [tuple(int(x, 16) for x in span.split(b"-")) for span in spans]
+
+
+def _drop_pages(spans: list) -> None:
+    global _madvise
+    if _madvise is None:
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+            _madvise = libc.madvise
+        except (OSError, AttributeError):
+            _madvise = False
+    if _madvise:
+        for lo, hi in spans:
+            _madvise(lo, hi - lo, 4)  # MADV_DONTNEED
 
 
 def _check_file(data: Path) -> None:

@@ -1,0 +1,75 @@
+"""The index's pages leave a run's resident memory once read (issue 10: memory flat at every size). LMDB
+maps its file; every page read stays resident in the process, so without dropping them a run's memory
+grows with the index, and the page walk that guards against damaged pages maps it whole."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from maildirsync.index import StateDir
+
+MIB = 1 << 20
+
+
+def _mapped_kib(data_mdb: str) -> int:
+    """Resident KiB of this process's mappings of ``data_mdb`` (/proc/self/smaps)."""
+    real, total, inside = os.path.realpath(data_mdb), 0, False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            head = line.split()
+            if "-" in head[0] and len(head) >= 5:  # a mapping's first line
+                inside = head[-1] == real
+            elif inside and head[0] == "Rss:":
+                total += int(head[1])
+    return total
+
+
+@pytest.fixture(scope="module")
+def big_index(tmp_path_factory):
+    """About 40 MiB of index: 100 folders' lists of 400 KiB."""
+    state = StateDir(tmp_path_factory.mktemp("state"))
+    ix, _ = state.open_index(readonly=False)
+    b = ix.batch()
+    for f in range(100):
+        b.put_lists(b"alice", b".F%03d" % f, {b"s:cur": os.urandom(400 * 1024)})
+    b.commit()
+    ix.close()
+    return state
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="Linux only")
+def test_trim_drops_the_pages_a_run_has_read(big_index):
+    ix, _ = big_index.open_index(readonly=True)
+    try:
+        data = os.path.join(ix.path, "data.mdb")
+        for f in range(100):
+            assert len(ix.folder_lists(b"alice", b".F%03d" % f)[b"s:cur"]) == 400 * 1024
+        assert _mapped_kib(data) > 30 * 1024  # read: resident
+        ix.trim()
+        assert _mapped_kib(data) < 2 * 1024
+        # and what was dropped reads back the same, from the page cache
+        assert len(ix.folder_lists(b"alice", b".F042")[b"s:cur"]) == 400 * 1024
+    finally:
+        ix.close()
+
+
+# Runs a command as its own child and prints that child's peak RSS in KiB: a fresh small parent, so that
+# no earlier child of the test process can hide the number (RUSAGE_CHILDREN keeps the largest).
+LAUNCH = "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True); " \
+         "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+
+
+def _peak_kib(*argv: str) -> int:
+    out = subprocess.run([sys.executable, "-c", LAUNCH, *argv], check=True, capture_output=True, text=True)
+    return int(out.stdout.split()[-1])
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="Linux only")
+def test_the_page_walk_stays_small_on_a_large_index(big_index):
+    alone = _peak_kib(sys.executable, "-c", "import maildirsync.index")
+    walk = _peak_kib(sys.executable, "-m", "maildirsync.index", "--walk", str(big_index.index_path))
+    assert walk - alone < 12 * 1024, f"the walk of a 40 MiB index peaked {walk - alone} KiB above a bare import"
