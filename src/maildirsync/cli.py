@@ -150,6 +150,34 @@ def _between(lo, hi, what: str):
     return check
 
 
+def parse_rate(text: str) -> float:
+    """rsync's RATE: KiB per second, or a number with a suffix K, M or G (powers of 1024; KB, MB, GB:
+    powers of 1000). 0 means no limit. Raises ValueError with what went wrong."""
+    t = text.strip()
+    units = {"": 1024, "K": 1024, "M": 1024**2, "G": 1024**3, "KB": 1000, "MB": 1000**2, "GB": 1000**3,
+             "KIB": 1024, "MIB": 1024**2, "GIB": 1024**3}  # fmt: skip
+    num = t.rstrip("kKmMgGiIbB")
+    unit = t[len(num):].upper()
+    if unit not in units:
+        raise ValueError(f"unknown unit {t[len(num):]!r} (use K, M or G)")
+    try:
+        value = float(num)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a rate (e.g. 2M for 2 MiB/s, 500 for 500 KiB/s)") from None
+    if value < 0 or value != value or value == float("inf"):
+        raise ValueError(f"{text!r} is not a rate (e.g. 2M for 2 MiB/s, 500 for 500 KiB/s)")
+    return value * units[unit]
+
+
+def _rate(value: Optional[str]) -> Optional[float]:
+    if value is None:
+        return None
+    try:
+        return parse_rate(value) or None
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+
+
 def _one_of(*choices: str):
     def check(value: str) -> str:
         if value not in choices:
@@ -341,6 +369,11 @@ def root(
     vmail_dir: str = typer.Option(
         "/var/lib/nethserver/vmail", "--vmail-dir", metavar="DIR", help="ns6: mailboxes on the source."
     ),
+    bwlimit: Optional[float] = typer.Option(
+        None, "--bwlimit", metavar="RATE", callback=_rate, parser=str,
+        help="Read from the source at most RATE per second, all streams together, as rsync's option: KiB, "
+        "or with a unit, e.g. 2M (MiB), 500K; 0: no limit.",
+    ),  # fmt: skip
     verbose: int = Verbose,
     as_json: bool = AsJson,
     forget: List[str] = ForgetOpt,
@@ -370,6 +403,7 @@ def root(
             accept_new,
             transport,
             max_channels=max(8, jobs * 2),
+            bwlimit=bwlimit,
         )
         try:
             mapping = remote.map_users(source, layout, dest_root, domain or remote.host_domain(), user)

@@ -64,16 +64,19 @@ def open_source(
     retries: int = 3,
     retry_delay: float = 0.5,
     connect_timeout: float = 20.0,
+    bwlimit: float | None = None,
 ) -> SftpSource | ExecSource:
     """Connect (raising an :class:`SshError` subclass with an actionable message if that fails) and
     return the fastest reader the account allows: :class:`ExecSource` when it may run GNU find and tar,
     else :class:`SftpSource`. ``transport="sftp"`` forces SFTP, ``"exec"`` refuses to fall back.
+    ``bwlimit``: bytes per second read from the source, over all channels (None: no limit).
     The returned source owns the connection: ``close()`` it."""
     if transport not in ("auto", "sftp", "exec"):
         raise ValueError(f"transport must be auto, sftp or exec, not {transport!r}")
     target = Target(host, port, login, Path(identity) if identity is not None else None, Path(known_hosts),
                     accept_new, connect_timeout)
-    conn = Connection(target, retries=retries, retry_delay=retry_delay, max_channels=max_channels).open()
+    conn = Connection(target, retries=retries, retry_delay=retry_delay, max_channels=max_channels,
+                      bwlimit=bwlimit).open()
     try:
         tools = conn.run(probe(conn)) if transport != "sftp" else None
         if tools is not None:

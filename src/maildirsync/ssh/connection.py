@@ -21,6 +21,7 @@ import asyncssh
 
 from . import knownhosts
 from .bridge import LoopThread
+from .throttle import Throttle
 from .errors import (
     AuthError,
     ConnectError,
@@ -200,8 +201,10 @@ def _host_key_error(target: Target, known: list[knownhosts.KnownKey], seen: dict
 class Connection:
     """The run's connection. Thread-safe: any thread may call :meth:`run`."""
 
-    def __init__(self, target: Target, *, retries: int = 3, retry_delay: float = 0.5, max_channels: int = 8):
+    def __init__(self, target: Target, *, retries: int = 3, retry_delay: float = 0.5, max_channels: int = 8,
+                 bwlimit: float | None = None):
         self.target = target
+        self.throttle = Throttle(bwlimit) if bwlimit else None  # --bwlimit, bytes per second
         self.retries = retries
         self.retry_delay = retry_delay
         self.lt = LoopThread()
@@ -217,6 +220,11 @@ class Connection:
             lambda: (asyncio.Lock(), asyncio.Lock(), asyncio.Semaphore(max(1, max_channels - 2)), asyncio.Semaphore(2))
         )
         self.reconnects = 0
+
+    async def paid(self, n: int) -> None:
+        """``n`` bytes read from the source: wait as long as ``--bwlimit`` wants."""
+        if self.throttle is not None:
+            await self.throttle.take(n)
 
     # -- sync facade
     def run(self, coro: Awaitable[T], timeout: float | None = None) -> T:

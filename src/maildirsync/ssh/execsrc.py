@@ -124,6 +124,7 @@ class ExecSource:
                             data = await proc.stdout.read(1 << 18)
                             if not data:
                                 break
+                            await self.c.paid(len(data))
                             if on_stdout is None:
                                 parts.append(data)
                             else:
@@ -241,7 +242,7 @@ class ExecSource:
             errs = asyncio.ensure_future(proc.stderr.read())
             feeder = asyncio.ensure_future(self._feed(proc, list(todo)))
             try:
-                r = BufferedReader(proc.stdout)
+                r = BufferedReader(proc.stdout, throttle=self.c.throttle)
                 while True:
                     m = await next_member(r)
                     if m is None:
@@ -376,7 +377,7 @@ class ExecSource:
                     errs = asyncio.ensure_future(proc.stderr.read())
                     out: dict[bytes, bytes] = {}
                     try:
-                        r = BufferedReader(proc.stdout)
+                        r = BufferedReader(proc.stdout, throttle=self.c.throttle)
                         while True:
                             m = await next_member(r)
                             if m is None:

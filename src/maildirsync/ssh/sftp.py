@@ -147,9 +147,11 @@ class SftpSource:
         async def op(sftp: asyncssh.SFTPClient):
             f = await sftp.open(path, "rb")
             try:
-                return await f.read(FIRST, 0)
+                data = await f.read(FIRST, 0)
             finally:
                 await f.close()
+            await self.c.paid(len(data))
+            return data
 
         try:
             data = await self.c.retrying_sftp(op)
@@ -179,6 +181,7 @@ class SftpSource:
                     return
                 if not chunk:
                     break
+                await self.c.paid(len(chunk))
                 offset += len(chunk)
                 await pipe.put(("data", chunk), len(chunk))
             await pipe.put(("eof",))
@@ -241,7 +244,9 @@ class SftpSource:
                 raise OSError(errno.ELOOP if _kind(a) == LINK else errno.EISDIR, "not a regular file", path)
             try:
                 async with sftp.open(path, "rb") as f:
-                    return await f.read()
+                    data = await f.read()
+                await self.c.paid(len(data))
+                return data
             except asyncssh.SFTPNoSuchFile:
                 return None
 

@@ -26,8 +26,9 @@ class Member:
 class BufferedReader:
     """Big reads from an asyncssh stream, small slices out: one await per 256 KiB, not per header."""
 
-    def __init__(self, stream, read_size: int = 256 * 1024) -> None:
+    def __init__(self, stream, read_size: int = 256 * 1024, throttle=None) -> None:
         self._s = stream
+        self._throttle = throttle
         self._n = read_size
         self._buf = bytearray()
         self._pos = 0
@@ -42,6 +43,8 @@ class BufferedReader:
             data = await self._s.read(self._n)
             if not data:
                 return False
+            if self._throttle is not None:
+                await self._throttle.take(len(data))
             if self._pos > (1 << 20) or (self._pos and self._pos * 2 > len(self._buf)):
                 del self._buf[: self._pos]
                 self._pos = 0
