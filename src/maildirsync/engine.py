@@ -161,7 +161,7 @@ def run(
                 if stop.is_set():
                     return UserResult(job.user, "failed", "not started: interrupted")
                 r = sync_user(job, source, index, opts, stop, progress, scans.get, scans.take_states)
-                index.trim()  # the index pages this user read leave our resident memory
+                index.trim(every=4)  # the index pages these users read leave our resident memory
                 if on_user is not None:
                     on_user(r)
                 return r

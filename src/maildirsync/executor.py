@@ -700,6 +700,9 @@ class Executor:
                     self._land_one(a, tmp, digest)
             missing = {a.folder for a, _e in self.out.failed}
             self.commit_uids([d for d in lists if d[0] not in missing])
+            for d in lists:  # merged with these messages counted in: as merged as it gets, now they landed
+                if d[0] not in missing:
+                    self._since_merge.discard(d[0])
             for d in lists:  # a message that did not land: its folder's list is made again without it
                 if d[0] in missing:
                     if d[2]:

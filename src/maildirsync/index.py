@@ -161,6 +161,7 @@ class Index:
         self.write_lock = threading.Lock()
         self.deferred: list[tuple] = []  # small batches held back: one transaction (one flush) for them all
         self.syncs: list = []  # what must be on disk before the deferred batches are written (Batch.commit)
+        self._trims, self._spans = 0, None
         if env is not None:
             self._msgs = env.open_db(b"msgs", create=not readonly)
             self._folders = env.open_db(b"folders", create=not readonly)
@@ -281,10 +282,15 @@ class Index:
             raise IndexError_("internal: the index is open read-only (dry run)")
         return Batch(self)
 
-    def trim(self) -> None:
-        """Hand the index pages read so far back to the page cache (see :func:`_unmap_pages`)."""
-        if self.path is not None:
-            _unmap_pages(os.path.join(self.path, "data.mdb"))
+    def trim(self, every: int = 1) -> None:
+        """Hand the index pages read so far back to the page cache (see :func:`_drop_pages`), at every
+        ``every``-th call (each one costs a few milliseconds, and pages read again must be mapped again)."""
+        self._trims += 1  # (threads may race here: a trim more or less)
+        if self.path is None or self._trims % every:
+            return
+        if self._spans is None:  # the map is made once, at its full size: it never moves
+            self._spans = _map_spans(os.path.join(self.path, "data.mdb"))
+        _drop_pages(self._spans)
 
     def close(self) -> None:
         """Write what was deferred (see :meth:`Batch.commit`), then close. Raises IndexError_ if that fails."""
@@ -557,25 +563,20 @@ def _walk(path: str) -> None:
         except lmdb.NotFoundError:
             continue
         with env.begin(db=db, buffers=True) as txn:
+            read = 0
             for n, (_key, val) in enumerate(txn.cursor()):
                 if name == b"msgs" and len(val) < _REC.size:
                     raise lmdb.CorruptedError("a message record is too short")
                 # The kernel maps the pages around each one read (fault-around), the other tables' too:
                 # often enough that the walk's memory stays flat at any index size.
-                if n % 500 == 499 or (name == b"lists" and n % 50 == 49):
+                read += len(val)
+                if n % 500 == 499 or read > 1 << 22:
                     _drop_pages(spans)
+                    read = 0
     env.close()
 
 
 _madvise = None
-
-
-def _unmap_pages(data: str) -> None:
-    """Drop the pages of the index's memory map from this process (madvise MADV_DONTNEED), leaving them in
-    the page cache: a later read maps them again from there, unchanged (the map is of the file, shared,
-    written through the file, never in place). Without it every page a run ever read counts in its
-    resident memory until the end, and the index grows with the mailboxes. Linux only; elsewhere nothing."""
-    _drop_pages(_map_spans(data))
 
 
 def _map_spans(data: str) -> list:
@@ -589,6 +590,10 @@ def _map_spans(data: str) -> list:
 
 
 def _drop_pages(spans: list) -> None:
+    """Drop the pages of the index's memory map from this process (madvise MADV_DONTNEED), leaving them in
+    the page cache: a later read maps them again from there, unchanged (the map is of the file, shared,
+    written through the file, never in place). Without it every page a run ever read counts in its
+    resident memory until the end, and the index grows with the mailboxes. Linux only; elsewhere nothing."""
     global _madvise
     if _madvise is None:
         try:
