@@ -729,6 +729,17 @@ def _lookup_others(index: Index, user: bytes, root: bytes, work: dict, recs: dic
     question, folder by folder (one read each), not base by base."""
     found: dict | None = None
 
+    def maybe_in(g: bytes, bases: list) -> list:
+        # Of these bases, those among the names the last run left in g: a record of ours there names one
+        # of them. (Where they were not left, a base this misses is fetched instead of copied: no harm.)
+        w = work.get(g)
+        lists = w.then if w is not None and w.then is not None else index.folder_lists(user, g)
+        names = [v for k, v in (lists or {}).items() if k[:1] == views.DST]
+        if not names:
+            return bases
+        blob = b"\0" + b"".join(names)
+        return [b for b in bases if b"\0" + b + sep in blob or b"\0" + b + b"\0" in blob]
+
     def load() -> dict:
         new = {b for f, sf in src.folders.items() for b in sf.msgs if b not in recs.get(f, {})}
         out: dict = {}
@@ -736,7 +747,7 @@ def _lookup_others(index: Index, user: bytes, root: bytes, work: dict, recs: dic
             for g in sorted(states):
                 have = recs.get(g, {})
                 got = {b: have[b] for b in new if b in have}
-                got.update(index.get_recs(user, g, [b for b in new if b not in have]))
+                got.update(index.get_recs(user, g, maybe_in(g, [b for b in new if b not in have])))
                 for b, rec in got.items():
                     out.setdefault(b, []).append((g, rec))
         return out
