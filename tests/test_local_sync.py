@@ -405,3 +405,25 @@ def test_quiet_folders_are_skipped_but_any_change_on_either_side_is_seen(corpus,
     assert (inbox_dst / (base + ":2,FRS")).exists()
     # Only arossi's INBOX was planned, and of it only the record of the message that changed was read.
     assert reads == [(b"", [base.encode()])]
+
+
+def test_a_run_killed_before_writing_its_lock_leaves_nothing_that_holds_the_next_off(corpus, tmp_path):
+    """SIGKILL between creating dovecot-uidlist.lock and writing our pid in it leaves an empty lock, which a
+    waiter may only override after two quiet minutes; the next run, knowing the last one was killed, removes
+    it (the fault tests found this)."""
+    dst, state = tmp_path / "dst", tmp_path / "state"
+    sync(corpus, dst, state)
+    user = sorted(p.name for p in corpus.iterdir())[0]
+    folder = dst / user / "Maildir" / ".Sent"
+    (folder / "dovecot-uidlist.lock").write_bytes(b"")
+    old = os.stat(folder).st_mtime - 10
+    os.utime(folder / "dovecot-uidlist.lock", (old, old))
+    jobs, key, _ = local.jobs(corpus, dst, [], create=True)
+    ix, _ = engine.state_dir_for(state, key).open_index(readonly=False)
+    ix.set_in_flight(os.fsencode(user), True)  # as a killed run leaves it
+    ix.close()
+    put(corpus / user / "Maildir" / ".Sent", "new/2000.M1P1.h,S=4", b"new\n")
+    r = sync(corpus, dst, state)
+    assert [u.status for u in r.users if u.user == user] == ["changed"], [u.reason for u in r.users]
+    assert not (folder / "dovecot-uidlist.lock").exists()
+    assert snapshot(dst) == snapshot(corpus)

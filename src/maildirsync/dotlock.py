@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import stat
 import time
 from typing import Optional, Tuple
 
@@ -49,6 +50,31 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
+    return True
+
+
+EMPTY_STALE_SECONDS = 2.0
+
+
+def remove_unfinished(folder_dir: bytes) -> bool:
+    """After a run of ours was killed: remove the folder's lock if it is empty and a few seconds old. A
+    process killed between creating the lock and writing its pid leaves such a file, which a waiter can
+    only override after two quiet minutes (it names no holder). Dovecot writes its pid the moment it has
+    created the lock, so an empty lock that old is nobody's. True if one was removed."""
+    path = folder_dir + b"/" + LOCK_NAME
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    if not stat.S_ISREG(st.st_mode) or st.st_size != 0 or time.time() - st.st_mtime < EMPTY_STALE_SECONDS:
+        return False
+    _, _, now = _holder(path)
+    if now is None or now.st_ino != st.st_ino or now.st_size != 0:
+        return False  # taken again meanwhile
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
     return True
 
 
