@@ -794,17 +794,18 @@ def _uid_lists(source: Source, job: UserJob, src: listing.Mailbox, quiet: set, f
     """Both sides' dovecot-uidlist of every folder that is not quiet: folder -> (source bytes, destination
     bytes, source (size, mtime))."""
     out = {}
-    for folder, sf in src.folders.items():
-        if folder in quiet:
-            continue
+    todo = [(folder, sf) for folder, sf in src.folders.items() if folder not in quiet]
+    # The lists the listing did not bring already, in one go: never a round trip each.
+    unread = [(job.src_root, rel) for rel in (maildir.in_folder(f, UIDLIST) for f, sf in todo if UIDLIST in sf.controls)
+              if rel not in files]  # fmt: skip
+    got = {rel: data for (_root, rel), data in read_many(source, unread).items()} if unread else {}
+    for folder, sf in todo:
         stamp = sf.controls.get(UIDLIST)
         rel = maildir.in_folder(folder, UIDLIST)
         if stamp is None:
             data = None
-        elif rel in files:
-            data = files[rel]
         else:
-            data = source.read(job.src_root, rel)
+            data = files[rel] if rel in files else got.get(rel)
         if data is not None and len(data) != stamp[0]:
             stamp = (-1, stamp[1])  # rewritten since the listing: read it again next run
         try:
