@@ -427,3 +427,33 @@ def test_a_run_killed_before_writing_its_lock_leaves_nothing_that_holds_the_next
     assert [u.status for u in r.users if u.user == user] == ["changed"], [u.reason for u in r.users]
     assert not (folder / "dovecot-uidlist.lock").exists()
     assert snapshot(dst) == snapshot(corpus)
+
+
+def test_a_folder_whose_last_messages_fail_after_a_first_batch_landed_gets_its_list(tmp_path, monkeypatch):
+    """The source's list is written as it is only once every message it numbers is here; a folder's
+    messages landing in several batches wait for the last. When the last ones fail (vanished on the source
+    meanwhile), the folder's list is still merged at the run's end, with the messages that did land
+    (the UID invariant, DESIGN §3: a message on the destination the list lacks is one Dovecot numbers)."""
+    from maildirsync import executor, uidlist
+    from maildirsync.transport import Fetched
+
+    src, dst, state = tmp_path / "src", tmp_path / "dst", tmp_path / "state"
+    generate(src, CorpusSpec(users=1, folders=1, messages=6, seed=3, layout="plain"), processes=1)
+    sync(src, dst, state)
+    mutate("new", src, "plain", seed=8, fraction=2.0)  # a dozen new messages, in INBOX
+    monkeypatch.setattr(executor, "STAGE_FILES", 3)  # so they land in several batches
+
+    class LastOnesVanish(local.LocalSource):
+        def fetch(self, root, rels):
+            rels = list(rels)
+            # Enough of the last ones that what lands is whole batches: no batch has them and lands.
+            gone = 3 + (len(rels) - 3) % 3
+            for i, f in enumerate(super().fetch(root, rels)):
+                yield Fetched(f.rel, (), error="gone") if i >= len(rels) - gone else f
+
+    r = sync(src, dst, state, source=LastOnesVanish())
+    assert sum(u.counts()["new"] for u in r.users) >= 4
+    box = next(p for p in dst.iterdir()) / "Maildir"
+    listed = {e.base for e in uidlist.parse((box / "dovecot-uidlist").read_bytes()).entries}
+    here = {n.split(":")[0] for sub in ("cur", "new") for n in os.listdir(box / sub)}
+    assert here <= {b.decode() for b in listed}, "messages on the destination its dovecot-uidlist lacks"

@@ -477,10 +477,13 @@ class Executor:
             if ctx is None:
                 continue
             try:
-                done.append(self._prepare_uids(folder, ctx, (incoming or {}).get(folder)))
+                prepared = self._prepare_uids(folder, ctx, (incoming or {}).get(folder))
             except OSError as e:
                 self._uids_failed(folder, e)
                 continue
+            if prepared is None:
+                continue  # waits for the rest of its messages: not merged
+            done.append(prepared)
             self._merged.add(folder)
             self._since_merge.discard(folder)
         return done
@@ -505,7 +508,8 @@ class Executor:
             raise DiskFull(e.strerror) from e
 
     def _prepare_uids(self, folder: bytes, ctx, incoming: dict | None = None):
-        """(folder, path, the new list written beside it or None, index files to remove)."""
+        """(folder, path, the new list written beside it or None, index files to remove); None when the
+        list is to wait for messages still to come (the source's list as it is, once they are all here)."""
         arriving = len(incoming or ())
         fdir = self.folder_path(folder)
         path = fdir + b"/" + uidlist.NAME
@@ -533,7 +537,7 @@ class Executor:
             if not as_planned or self._failed_here(folder):
                 ctx.verbatim = False  # merged the slow way from now on
             elif self._pending.get(folder, 0) - arriving:
-                return folder, path, None, []  # not all here yet: the list waits for the rest
+                return None  # not all here yet: the list waits for the rest
         if ctx.src is None:
             ctx.src_list()
         if ctx.ours is None:
@@ -700,8 +704,9 @@ class Executor:
                     self._land_one(a, tmp, digest)
             missing = {a.folder for a, _e in self.out.failed}
             self.commit_uids([d for d in lists if d[0] not in missing])
+            failed = {a.folder for a, _e in self.out.failed}  # a list that could not be put in place too
             for d in lists:  # merged with these messages counted in: as merged as it gets, now they landed
-                if d[0] not in missing:
+                if d[0] not in failed:
                     self._since_merge.discard(d[0])
             for d in lists:  # a message that did not land: its folder's list is made again without it
                 if d[0] in missing:

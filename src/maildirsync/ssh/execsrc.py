@@ -364,7 +364,14 @@ class ExecSource:
         if not items:
             return {}
         paths = {(root + b"/" + rel).lstrip(b"/"): (root, rel) for root, rel in items}
-        got = self.c.run(self._aread_many(list(paths)))
+        try:
+            got = self.c.run(self._aread_many(list(paths)))
+        except SourceError:
+            raise
+        except (asyncssh.Error, OSError, EOFError, ValueError) as e:
+            # The stream broke off with the connection still up (tar killed, no channel to be had): the
+            # user's run fails with the reason, never the whole run with a traceback.
+            raise ProtocolError(f"reading control files from the source failed: {e}") from None
         return {key: got.get(path) for path, key in paths.items()}
 
     async def _aread_many(self, paths: list[bytes]) -> dict[bytes, bytes]:
