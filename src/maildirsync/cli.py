@@ -394,17 +394,21 @@ def root(
         state.check_ahead()  # the index's page walk runs while we connect
         from . import ssh
 
-        source = ssh.open_source(
-            source_host,
-            port,
-            login,
-            identity or state_base / "id_rsa",
-            known_hosts or state_base / "known_hosts",
-            accept_new,
-            transport,
-            max_channels=max(8, jobs * 2),
-            bwlimit=bwlimit,
-        )
+        try:
+            source = ssh.open_source(
+                source_host,
+                port,
+                login,
+                identity or state_base / "id_rsa",
+                known_hosts or state_base / "known_hosts",
+                accept_new,
+                transport,
+                max_channels=max(8, jobs * 2),
+                bwlimit=bwlimit,
+            )
+        except BaseException:
+            state.release()  # the early page walk is not left running
+            raise
         try:
             mapping = remote.map_users(source, layout, dest_root, domain or remote.host_domain(), user)
             code = execute(

@@ -144,7 +144,11 @@ def run(
     """Sync every job. Takes the index lock for the whole run (raises IndexBusy if held)."""
     stop = stop or threading.Event()
     opts.command = command
-    state.acquire(command)
+    try:
+        state.acquire(command)
+    except BaseException:
+        state.release()  # an early page walk (StateDir.check_ahead) is not left running
+        raise
     try:
         index, note = state.open_index(readonly=opts.dry_run)
         result = RunResult([], opts.dry_run, notes=[note] if note else [])
