@@ -108,6 +108,11 @@ def _changed_content(src: Path) -> None:
         st = p.stat()
         p.write_bytes(p.read_bytes() + b"\nappended on the source\n")
         os.utime(p, ns=(st.st_mtime_ns + 10**9, st.st_mtime_ns + 10**9))
+        # Written in place, the directory's stamp does not move. A run trusts a stamp once it is older than
+        # a tick at the previous run's listing, which depends on how long the corpus took to make before
+        # it (on a loaded machine, long enough): the run would not look, and no crash point would be had.
+        d = p.parent.stat()
+        os.utime(p.parent, ns=(d.st_atime_ns, d.st_mtime_ns + 10**9))
 
 
 def _flags(src: Path, state: Path, seed: int, lose_index: bool = False) -> None:
