@@ -77,16 +77,19 @@ def test_an_unreadable_holder_is_overridden_only_after_two_quiet_minutes(tmp_pat
 
 
 @pytest.mark.parametrize(
-    "content, age, removed",
-    [("", 10, True),  # a run killed between creating the lock and writing its pid
-     ("", 0, False),  # just created: its maker may be writing its pid this instant
-     ("4242:another-host", 10, False)],  # a holder named: the rules above decide, not this
+    "age, overridden",
+    [(10, True),  # a process killed between creating the lock and writing its pid in it
+     (0, False)],  # just created: its maker may be writing its pid this instant
 )  # fmt: skip
-def test_an_empty_lock_left_by_a_killed_run_is_removed(tmp_path, content, age, removed):
-    from maildirsync.dotlock import remove_unfinished
-
-    lock_path(tmp_path).write_text(content)
+def test_a_lock_still_empty_after_two_seconds_is_overridden(tmp_path, age, overridden):
+    lock_path(tmp_path).write_text("")
     t = time.time() - age
     os.utime(lock_path(tmp_path), (t, t))
-    assert remove_unfinished(os.fsencode(tmp_path)) is removed
-    assert lock_path(tmp_path).exists() is not removed
+    lk = FolderLock(os.fsencode(tmp_path), wait=0.3)
+    if overridden:
+        with lk:
+            assert lock_path(tmp_path).read_text().startswith(f"{os.getpid()}:")
+    else:
+        with pytest.raises(LockTimeout):
+            lk.acquire()
+        assert lock_path(tmp_path).read_text() == ""

@@ -408,9 +408,9 @@ def test_quiet_folders_are_skipped_but_any_change_on_either_side_is_seen(corpus,
 
 
 def test_a_run_killed_before_writing_its_lock_leaves_nothing_that_holds_the_next_off(corpus, tmp_path):
-    """SIGKILL between creating dovecot-uidlist.lock and writing our pid in it leaves an empty lock, which a
-    waiter may only override after two quiet minutes; the next run, knowing the last one was killed, removes
-    it (the fault tests found this)."""
+    """SIGKILL between creating dovecot-uidlist.lock and writing our pid in it leaves an empty lock, which
+    Dovecot's rule would only override after two quiet minutes; the next run takes it over once it has
+    stayed empty a few seconds (the fault tests found this)."""
     dst, state = tmp_path / "dst", tmp_path / "state"
     sync(corpus, dst, state)
     user = sorted(p.name for p in corpus.iterdir())[0]

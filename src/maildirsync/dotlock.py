@@ -3,7 +3,8 @@ Dovecot on the destination can never number messages between our placing them an
 
 Dovecot creates ``dovecot-uidlist.lock`` exclusively and writes ``<pid>:<hostname>`` in it. A waiter
 overrides the lock when that process is gone (same host), or when neither the lock nor the uidlist has
-changed for two minutes. Dovecot waits at most about two minutes for a lock, so ours is held for
+changed for two minutes; ours also one that is still empty after two seconds (its maker was killed before
+writing its pid: a run of ours SIGKILLed there held the next one off). Dovecot waits at most about two minutes for a lock, so ours is held for
 milliseconds: the placing of files already written and the rewrite of the list, never a download.
 """
 
@@ -12,7 +13,6 @@ from __future__ import annotations
 import errno
 import os
 import socket
-import stat
 import time
 from typing import Optional, Tuple
 
@@ -53,29 +53,9 @@ def _alive(pid: int) -> bool:
     return True
 
 
+# A lock that names no holder: its maker was killed between creating it and writing its pid (Dovecot writes
+# its pid the moment it has created the lock). Older than this and still empty, it is nobody's.
 EMPTY_STALE_SECONDS = 2.0
-
-
-def remove_unfinished(folder_dir: bytes) -> bool:
-    """After a run of ours was killed: remove the folder's lock if it is empty and a few seconds old. A
-    process killed between creating the lock and writing its pid leaves such a file, which a waiter can
-    only override after two quiet minutes (it names no holder). Dovecot writes its pid the moment it has
-    created the lock, so an empty lock that old is nobody's. True if one was removed."""
-    path = folder_dir + b"/" + LOCK_NAME
-    try:
-        st = os.lstat(path)
-    except OSError:
-        return False
-    if not stat.S_ISREG(st.st_mode) or st.st_size != 0 or time.time() - st.st_mtime < EMPTY_STALE_SECONDS:
-        return False
-    _, _, now = _holder(path)
-    if now is None or now.st_ino != st.st_ino or now.st_size != 0:
-        return False  # taken again meanwhile
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        return False
-    return True
 
 
 class FolderLock:
@@ -145,6 +125,8 @@ class FolderLock:
         stale = False
         if pid is not None and host == socket.gethostname():
             stale = not _alive(pid)
+        elif st.st_size == 0 and time.time() - st.st_mtime > EMPTY_STALE_SECONDS:
+            stale = True
         elif time.time() - st.st_mtime > STALE_SECONDS:
             try:
                 uidlist_age = time.time() - os.stat(self.dir + b"/dovecot-uidlist").st_mtime

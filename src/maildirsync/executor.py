@@ -26,7 +26,7 @@ import xxhash
 
 from .compat import SLOTS
 from . import maildir, uidlist
-from .dotlock import LOCK_NAME, FolderLock, LockTimeout, remove_unfinished
+from .dotlock import FolderLock, LockTimeout
 from .errors import IndexError_
 from .index import Batch, Ctl, Rec
 from .keywords import Translation, render
@@ -942,22 +942,18 @@ def _unlink_quiet(path: bytes) -> None:
 
 def clean_tmp(root: bytes, folders) -> None:
     """Remove what an interrupted run of ours left behind: our files in tmp/ (deliveries in progress by
-    the mail server are not ours to touch), control files written beside their final name, and a lock
-    file it was killed before writing its pid in."""
+    the mail server are not ours to touch) and control files written beside their final name."""
     for folder in folders:
         d = maildir.folder_dir(root, folder)
         _remove_ours(d + b"/tmp", lambda n: n.startswith(TMP_PREFIX))
-        if _remove_ours(d, lambda n: n.endswith(NEW_SUFFIX), also=LOCK_NAME):
-            remove_unfinished(d)
+        _remove_ours(d, lambda n: n.endswith(NEW_SUFFIX))
 
 
-def _remove_ours(d: bytes, ours, also: bytes | None = None) -> bool:
-    """Remove the entries of ``d`` that are ``ours``; True if ``also`` is among its names."""
+def _remove_ours(d: bytes, ours) -> None:
     try:
         names = os.listdir(d)
     except OSError:
-        return False
+        return
     for n in names:
         if ours(n):
             _unlink_quiet(d + b"/" + n)
-    return also is not None and also in names
