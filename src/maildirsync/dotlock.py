@@ -4,8 +4,9 @@ Dovecot on the destination can never number messages between our placing them an
 Dovecot creates ``dovecot-uidlist.lock`` exclusively and writes ``<pid>:<hostname>`` in it. A waiter
 overrides the lock when that process is gone (same host), or when neither the lock nor the uidlist has
 changed for two minutes; ours also one that is still empty after two seconds (its maker was killed before
-writing its pid: a run of ours SIGKILLed there held the next one off). Dovecot waits at most about two minutes for a lock, so ours is held for
-milliseconds: the placing of files already written and the rewrite of the list, never a download.
+writing its pid: a run of ours SIGKILLed there held the next one off). Dovecot waits at most about two
+minutes for a lock, so ours is held for milliseconds: the placing of files already written and the
+rewrite of the list, never a download.
 """
 
 from __future__ import annotations
