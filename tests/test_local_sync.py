@@ -457,3 +457,35 @@ def test_a_folder_whose_last_messages_fail_after_a_first_batch_landed_gets_its_l
     listed = {e.base for e in uidlist.parse((box / "dovecot-uidlist").read_bytes()).entries}
     here = {n.split(":")[0] for sub in ("cur", "new") for n in os.listdir(box / sub)}
     assert here <= {b.decode() for b in listed}, "messages on the destination its dovecot-uidlist lacks"
+
+
+def test_a_source_list_as_dovecot_leaves_it_is_carried_byte_for_byte_and_not_read_again(tmp_path, monkeypatch):
+    """Dovecot appends a line per new message without rewriting the header, and keeps an expunged
+    message's line until it compacts the file. The destination gets that file as it is (Dovecot reads the
+    same UIDs from it), and from then on a change in the folder carries the source's file again without
+    either list being read line by line (work in proportion to the change, issue 10)."""
+    from maildirsync import uidlist
+
+    src, dst, state = tmp_path / "src", tmp_path / "dst", tmp_path / "state"
+    generate(src, CorpusSpec(users=1, folders=1, messages=6, seed=3, layout="plain"), processes=1)
+    box = next(src.iterdir()) / "Maildir"
+    names = sorted(os.listdir(box / "cur"))
+    os.unlink(box / "cur" / names[2])  # expunged on the source, its line not compacted away yet
+    head, *lines = (box / "dovecot-uidlist").read_bytes().splitlines(keepends=True)
+    (box / "dovecot-uidlist").write_bytes(head.replace(b" N7 ", b" N2 ") + b"".join(lines))
+    sync(src, dst, state)
+    out = next(dst.iterdir()) / "Maildir"
+    assert (out / "dovecot-uidlist").read_bytes() == (box / "dovecot-uidlist").read_bytes()
+
+    read = []
+    real = uidlist.parse
+    monkeypatch.setattr(uidlist, "parse", lambda data, *a: read.append(data.count(b"\n")) or real(data, *a))
+    put(box, "new/1800000000.M1P1.h,S=4", b"new\n")
+    with open(box / "dovecot-uidlist", "ab") as f:
+        f.write(b"8 :1800000000.M1P1.h,S=4\n")
+    r = sync(src, dst, state)
+    assert r.users[0].counts()["new"] == 1
+    assert (out / "dovecot-uidlist").read_bytes() == (box / "dovecot-uidlist").read_bytes()
+    assert all(n <= 1 for n in read), "a list was read line by line"
+    uids = {e.base: e.uid for e in real((out / "dovecot-uidlist").read_bytes()).entries}
+    assert uids[b"1800000000.M1P1.h,S=4"] == 8 and names[2].split(":")[0].encode() in uids

@@ -160,6 +160,43 @@ def test_mirror_of_an_untouched_source_is_its_bytes():
     assert render(m.uidlist) == data
 
 
+# Dovecot appends a line per new message without rewriting the header (its N stays behind) and keeps the
+# lines of expunged messages until it compacts the file. Where the source's file, so, says what the merge
+# says, it is written as it is: later runs can then carry it without reading it line by line.
+STALE = b"3 V7 N2 G01\n1 :" + A + b"\n2 :" + B + b"\n3 :" + C + b"\n"
+AS_READ = [
+    ("header behind its lines, a line of a message expunged on the source: the source's bytes",
+     STALE, None, present(A, C), {A, C}, True),
+    ("the same over the destination's earlier copy", STALE, v3(7, 3, (1, A), (2, B), extra=b" G01"),
+     present(A, C), {A, C}, True),
+    ("a line of a message the source still has, not here yet: merged, its line left out",
+     STALE, None, present(A, C), {A, B, C}, False),
+    ("nothing says what the source still has: merged", STALE, None, present(A, C), None, False),
+    ("one kept on the destination, gone from the source (--no-delete): merged, it keeps its UID",
+     v3(7, 6, (1, A), (5, C)), v3(7, 5, (1, A), (3, B)), present(A, B, C), {A, C}, False),
+    ("version 1 naming other flags than the file here has: merged",
+     v1(7, 3, (1, A), (2, B)), None, {A: A + b":2,FS", B: B + b":2,S"}, {A, B}, False),
+]
+
+
+@pytest.mark.parametrize("case, src, dst, here, on_src, as_read", AS_READ, ids=[r[0] for r in AS_READ])
+def test_the_source_file_as_read_is_written_where_it_says_the_same(case, src, dst, here, on_src, as_read):
+    on_source = on_src.__contains__ if on_src is not None else None
+    m = merge(parse(src), parse(dst) if dst else None, here, set(here), dst_raw=dst, on_source=on_source, src_raw=src)
+    assert m.uidlist is not None and not m.own
+    assert (m.raw == src) is as_read and (m.raw is None) is not as_read
+    written = parse(m.data())
+    # Either way Dovecot reads the UIDs the merge gives, for every message here, and the same next UID.
+    assert {b: e.uid for b, e in written.by_base().items() if b in here} == {e.base: e.uid for e in m.uidlist.entries}
+    assert written.next_uid == m.uidlist.next_uid
+
+
+def test_the_source_file_already_here_is_left_alone():
+    m = merge(parse(STALE), parse(STALE), present(A, C), (A, C), dst_raw=STALE, on_source={A, C}.__contains__,
+              src_raw=STALE)  # fmt: skip
+    assert m.uidlist is None and not m.reindex
+
+
 def test_version_3_destination_keeps_its_own_lines_for_the_same_message():
     """Dovecot adds extension fields (W<vsize>) to the lines it rewrites; merging them away would make
     the destination rewrite the file again after every sync."""

@@ -559,17 +559,18 @@ class Executor:
         m = uidlist.merge(
             ctx.src, dst, present, ctx.ours, own_before=ctx.own_before, uidvalidity_ours=ctx.uidvalidity_ours,
             has_index=any(n.startswith(b"dovecot.index") for n in names), folder=folder,
-            dst_raw=data if dst is not None else None, on_source=ctx.on_source,
+            dst_raw=data if dst is not None else None, on_source=ctx.on_source, src_raw=ctx.src_data,
         )  # fmt: skip
         tmp = None
         new = data
         if m.uidlist is not None:
-            new = uidlist.render(m.uidlist)
+            new = m.data()
             if new != data:
                 tmp = path + NEW_SUFFIX
                 self._write_tmp(tmp, new)
                 t = os.stat(tmp)
-                self._lists[folder] = ((t.st_ino, t.st_size, t.st_mtime_ns), m.uidlist)
+                # (The source's file as read says more than the merge: read it again if merged again.)
+                self._lists[folder] = ((t.st_ino, t.st_size, t.st_mtime_ns), m.uidlist if m.raw is None else None)
         ctx.same = new is not None and new == ctx.src_data
         self.out.renumbered[folder] = self.out.renumbered.get(folder, 0) + m.renumbered
         ctx.own_before = ctx.own_before or m.own

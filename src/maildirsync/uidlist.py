@@ -140,6 +140,10 @@ class Merged:
     own: bool = False  # the destination numbers this folder itself (it holds mail of its own): sticky
     uidvalidity: Optional[int] = None  # the destination's UIDVALIDITY when it is the source's or one we wrote
     notes: List[str] = field(default_factory=list)
+    raw: Optional[bytes] = None  # what to write for ``uidlist``: the source's file as read, which says the same
+
+    def data(self) -> bytes:
+        return self.raw if self.raw is not None else render(self.uidlist)
 
 
 def merge(
@@ -154,6 +158,7 @@ def merge(
     folder: bytes = b"",
     dst_raw: Optional[bytes] = None,
     on_source: Optional[Callable[[bytes], bool]] = None,
+    src_raw: Optional[bytes] = None,
 ) -> Merged:
     """The destination's ``dovecot-uidlist`` after a run.
 
@@ -161,7 +166,8 @@ def merge(
     among them that this tool placed (or adopted); any other is mail of the destination's own, and from it
     on the destination's numbering is the one clients know (``own``). ``dst_raw``: the destination's file
     as it is; ``uidlist`` comes back None when writing would not change a byte of it. ``on_source``: does
-    the source hold this base now, numbered or not (default: those its file numbers)?
+    the source hold this base now, numbered or not (default: those its file numbers)? ``src_raw``: the
+    source's file as read; where it says what the merge says, it is what is written (``raw``).
 
     Before that (every message ours) the destination says exactly what the source says: UIDVALIDITY, next
     UID, each message's UID; if the destination's Dovecot numbered messages otherwise, ``reindex`` asks for
@@ -178,6 +184,13 @@ def merge(
             return None if render(out) == dst_raw else out
         return _changed(out, dst)
 
+    def mirrored(out: Uidlist, **kw) -> Merged:
+        if src_raw is not None and _says_the_same(src, out, present, on_source):
+            if dst_raw is not None and src_raw == dst_raw:
+                return Merged(None, **kw)
+            return Merged(out, raw=src_raw, **kw)
+        return Merged(changed(out) if dst is not None else out, **kw)
+
     if src is None:
         # The source's server never numbered this folder: nothing to follow; the destination numbers it.
         return Merged(None, own=own)
@@ -186,7 +199,7 @@ def merge(
             # Numbered on the destination and the file since removed: Dovecot rebuilds it from its index,
             # whose numbering clients may know.
             return Merged(None, own=True)
-        return Merged(_mirror(src, None, present, src.version), reindex=has_index, own=own, uidvalidity=src.uidvalidity)
+        return mirrored(_mirror(src, None, present, src.version), reindex=has_index, own=own, uidvalidity=src.uidvalidity)
     if dst.uidvalidity != src.uidvalidity and dst.uidvalidity != uidvalidity_ours:
         name = folder_display(folder)
         out, n = _extend(src, dst, present, keep_src_uids=False)
@@ -201,10 +214,28 @@ def merge(
         return Merged(changed(out), renumbered=n, own=own, notes=[note])
     if not own:
         out = _mirror(src, dst, present, dst.version, on_source)
-        return Merged(changed(out), reindex=has_index and _renumbers(dst, out, present), own=False,
-                      uidvalidity=src.uidvalidity)  # fmt: skip
+        return mirrored(out, reindex=has_index and _renumbers(dst, out, present), own=False, uidvalidity=src.uidvalidity)
     out, n = _extend(src, dst, present, keep_src_uids=dst.uidvalidity == src.uidvalidity)
     return Merged(changed(out), renumbered=n, own=True, uidvalidity=dst.uidvalidity)
+
+
+def _says_the_same(src: Uidlist, out: Uidlist, present: Dict[bytes, bytes],
+                   on_source: Optional[Callable[[bytes], bool]]) -> bool:
+    """Would Dovecot read from the source's file as it is what ``out`` says? Then that file is written
+    byte for byte, and later runs can keep it so without reading either list line by line. It may hold
+    lines ``out`` left out, of messages the source has expunged but not yet compacted away: Dovecot drops
+    a line whose file is gone, and its next UID stays above it. A message still on the source that the
+    destination lacks (not fetched yet) is not such a line: numbered now, it could be taken for expunged."""
+    if out.version != src.version or out.uidvalidity != src.uidvalidity or out.next_uid != src.next_uid:
+        return False
+    if out.extra != src.extra:
+        return False
+    lines = [e.raw for e in src.entries if e.base in present]
+    if [e.raw for e in out.entries] != lines:
+        return False
+    if len(lines) == len(src.entries):
+        return True
+    return on_source is not None and not any(on_source(e.base) for e in src.entries if e.base not in present)
 
 
 def _changed(out: Uidlist, dst: Uidlist) -> Optional[Uidlist]:

@@ -142,7 +142,7 @@ def plan_uids(plan: Plan, inp: Inputs, lists: Dict[bytes, Tuple[Optional[bytes],
         ctx.merged = uidlist.merge(
             src, dst, present, ours, own_before=state.uids_own, uidvalidity_ours=state.uidvalidity,
             has_index=df is not None and df.has_index, folder=folder, dst_raw=dst_data if dst is not None else None,
-            on_source=on_source,
+            on_source=on_source, src_raw=src_data if src is not None else None,
         )  # fmt: skip
         plan.uids[folder] = ctx
         ctx.same = src_data is not None and src_data == dst_data
