@@ -432,14 +432,19 @@ class _Prefetch:
     """Listings for several users at once, where the transport can (``scan_many``): over SSH each
     command costs a shell start on the source, so hundreds of mailboxes are listed in a few commands.
     Users are taken in chunks, one chunk listed ahead while the one before is synced (memory stays
-    bounded by two chunks; the workers never wait for a listing but the first)."""
+    bounded by two chunks). The first chunks are small, so that the workers start soon; they grow to
+    CHUNK, so that a run with little to do is not a string of round trips."""
 
-    CHUNK = 16
+    FIRST, CHUNK = 4, 64
 
     def __init__(self, jobs: Sequence[UserJob], source: Source, index: Index, opts: RunOptions):
         self.many = getattr(source, "scan_many", None)
         self.source, self.index, self.opts = source, index, opts
-        self.chunks = [list(jobs[i : i + self.CHUNK]) for i in range(0, len(jobs), self.CHUNK)]
+        self.chunks: list[list[UserJob]] = []
+        i, size = 0, self.FIRST
+        while i < len(jobs):
+            self.chunks.append(list(jobs[i : i + size]))
+            i, size = i + size, min(size * 2, self.CHUNK)
         self.where = {j.src_root: k for k, chunk in enumerate(self.chunks) for j in chunk}
         self.futures: dict = {}
         self.lock = threading.Lock()

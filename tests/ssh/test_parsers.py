@@ -9,8 +9,8 @@ import tarfile
 import pytest
 
 from maildirsync.ssh.errors import ProtocolError
-from maildirsync.ssh.execsrc import _parse_multi, parse_find_errors, parse_mtime, parse_top, shq
-from maildirsync.transport import RawScan, records
+from maildirsync.ssh.execsrc import _parse_finds, parse_find_errors, parse_mtime, parse_top, shq
+from maildirsync.transport import RawScan, SourceError, records
 from maildirsync.ssh.knownhosts import _host_matches
 from maildirsync.ssh.tarstream import parse_header, parse_pax
 
@@ -36,16 +36,39 @@ def test_parse_top_names_with_spaces_newlines_and_8bit():
 
 def test_the_listing_stream_splits_into_tops_and_the_records_of_each_cur_and_new():
     """Second pass: each directory's own line, then its entries as records; a directory inside a cur is
-    one of its entries (kind d), and the records after it still belong to the cur."""
-    data = (b"/D 1700000000.25\0/R 0\0/d 4096 1.0 ./cur\0a b\nc:2,S/12/1700000000.5\0\x01lln/3/2.0\0"
-            b"/d 4096 3.0 ./cur/sub\0z/1/1.0\0/d 4096 1.0 ./.Sent/new\0/S 0\0/E \0")
-    outs = [RawScan()]
-    assert _parse_multi(b"\0" + data, outs, [(0, b"/root", "find")], dirs=True) == 1_700_000_000_250_000_000
-    (out,) = outs
+    one of its entries (kind d), and the records after it still belong to the cur. Two mailboxes in one
+    find: each line goes to the mailbox its path is under."""
+    data = (b"/D 1700000000.25\0/R 0\0/d 4096 1.0 /r/./cur\0a b\nc:2,S/12/1700000000.5\0\x01lln/3/2.0\0"
+            b"/d 4096 3.0 /r/./cur/sub\0z/1/1.0\0/d 4096 1.0 /r/./.Sent/new\0"
+            b"/d 4096 1.0 /s/./.a/./new\0m/5/1.0\0/S 0\0/E \0")
+    outs = [RawScan(), RawScan()]
+    group = [b"/r/./cur", b"/r/./.Sent/new", b"/s/./.a/./new"]
+    assert _parse_finds(b"\0" + data, outs, {b"/r": [0], b"/s/./.a": [1]}, [group], dirs=True) == 1_700_000_000_250_000_000
+    out, other = outs
     assert set(out.dirs) == {b"cur", b".Sent/new"} and out.dirs[b".Sent/new"] == b""
     assert set(records(out.dirs[b"cur"])) == {b"a b\nc:2,S/12/1700000000.5", b"\x01lln/3/2.0", b"\x01dsub/4096/3.000000000",
                                                 b"z/1/1.0"}
     assert {(e.rel, e.kind) for e in out.entries} >= {(b"cur/a b\nc:2,S", "f"), (b"cur/ln", "l"), (b"cur/sub", "d")}
+    assert other.dirs == {b"new": b"m/5/1.0\0"}
+
+
+@pytest.mark.parametrize("stderr, status, want", [
+    (b"find: '/r/./.X/cur': Permission denied", 1, ([".X/cur: Permission denied"], [])),
+    (b"find: `/s/.': No such file or directory", 1, ([], SourceError)),  # findutils 4.4
+    (b"find: /s/.: Permission denied", 1, ([], SourceError)),  # findutils 4.2: no quotes
+    (b"find: something odd", 1, (["find: something odd"], ["find: something odd"])),  # both: no deletes
+    (b"", 2, (["find exited with status 2: "], ["find exited with status 2: "])),
+    (b"", 0, ([], [])),
+], ids=["a folder of one mailbox", "a missing root", "an unreadable root", "no path", "a status alone", "none"])
+def test_find_errors_go_to_the_mailbox_they_name(stderr, status, want):
+    data = b"/D 1.0\0/R 0\0/d 4096 1.0 /r/./cur\0/S %d\0/E %s\0" % (status, stderr)
+    outs = [RawScan(), RawScan()]
+    _parse_finds(b"\0" + data, outs, {b"/r": [0], b"/s": [1]}, [[b"/r/.", b"/s/."]], dirs=False)
+    for out, expect in zip(outs, want):
+        if expect is SourceError:
+            assert isinstance(out, SourceError) and "/s" in str(out)
+        else:
+            assert out.errors == expect
 
 
 @pytest.mark.parametrize("line, want", [

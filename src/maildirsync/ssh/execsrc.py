@@ -8,6 +8,7 @@ GNU tar 1.15 (CentOS 5, SME 8) know are used. Every command only reads.
 from __future__ import annotations
 
 import asyncio
+import copy
 import errno
 import zlib
 from collections import deque
@@ -37,7 +38,9 @@ TOP = (r"\( -type f -printf '/f %s %T@ %p\0' -o -type d -printf '/d %s %T@ %p\0'
 MSGS = (r"\( -type d -printf '/d %s %T@ %p\0' -o -type f -printf '%f/%s/%T@\0'"
         r" -o -type l -printf '\001l%f/%s/%T@\0' -o -printf '\001o%f/%s/%T@\0' \)")
 # First pass: the root and the folders, not any cur/new yet.
-PRUNE_TOP = r"\( \( -type d ! -path './*/*' ! -name '.*' -prune \) -o -true \)"
+# (Descending no further than depth 2 anyway, this only keeps find out of the root's cur/new/tmp.)
+PRUNE_TOP = r"\( \( -type d ! -name '.*' -prune \) -o -true \)"
+ARG_BYTES = 32 * 1024  # of paths per find: a quarter of the arguments a CentOS 5 kernel takes
 PROLOGUE = "LC_ALL=C; export LC_ALL; cd {root} || exit %d; " % ROOT_MISSING
 
 
@@ -140,55 +143,62 @@ class ExecSource:
         return await self.c.retrying(op)
 
     # -- listing
-    # -- listing many mailboxes with one command
-    # Every exec channel costs a shell start on the source; a run over hundreds of mailboxes lists them
-    # in one script (sent on stdin: no argument-length limit on old kernels), per pass.
+    # Every command costs a process start on the source (a couple of milliseconds), so each pass lists
+    # many mailboxes with one find over all their paths, in one script sent on stdin.
     def scan_many(self, requests: Sequence[tuple[bytes, Mapping[bytes, int]]]) -> list[RawScan | SourceError]:
         return self.c.run(self._ascan_many(list(requests)))
 
     async def _ascan_many(self, requests) -> list[RawScan | SourceError]:
-        """Two commands for every mailbox asked: the roots' and folders' own entries (directory stamps,
+        """Two passes over all the mailboxes asked: the roots' and folders' own entries (directory stamps,
         control files), then the cur/new whose mtime differs from the one known."""
         outs: list[RawScan | SourceError] = [RawScan() for _ in requests]
-        now = await self._multi(
-            [(i, root, f"find . -mindepth 1 -maxdepth 2 {TOP} {PRUNE_TOP}") for i, (root, _) in enumerate(requests)],
-            outs,
-        )
+        roots: dict[bytes, list[int]] = {}
+        for i, (root, _) in enumerate(requests):
+            roots.setdefault(root, []).append(i)
+        now = await self._finds([start(root) for root in roots], f"-mindepth 1 -maxdepth 2 {TOP} {PRUNE_TOP}", outs,
+                                roots)  # fmt: skip
         second = []
         for i, (root, known) in enumerate(requests):
             out = outs[i]
-            if isinstance(out, SourceError):
+            if isinstance(out, SourceError) or roots[root][0] != i:
                 continue
-            todo = []
             for e in out.tops:
                 name = e.rel.rsplit(b"/", 1)[-1]
                 if e.kind == DIR and name in (b"cur", b"new") and (e.rel.count(b"/") == 0 or e.rel.startswith(b".")):
                     if known.get(e.rel) == e.mtime_ns:
                         out.unchanged.add(e.rel)
                     else:
-                        todo.append(shq(b"./" + e.rel))
-            if todo:
-                second.append((i, root, f"find {' '.join(todo)} -maxdepth 1 {MSGS}"))
+                        second.append(start(root, e.rel))
         if second:
-            await self._multi(second, outs, dirs=True)
+            await self._finds(second, f"-maxdepth 1 {MSGS}", outs, roots, dirs=True)
+        for root, where in roots.items():
+            for i in where[1:]:  # the same Maildir asked twice: the same listing
+                outs[i] = outs[where[0]] if isinstance(outs[where[0]], SourceError) else copy.deepcopy(outs[where[0]])
         for out in outs:
             if isinstance(out, RawScan):
                 out.now_ns = now
         return outs
 
-    async def _multi(self, work: list[tuple[int, bytes, str]], outs: list, dirs: bool = False) -> int | None:
-        """Run one find per (index, root, command) in a single script; what each finds lands in
-        outs[index]. Framing: every line of ours and every top entry starts with '/' after a NUL:
-        ``/D <date>``, then per root ``/R <index>``, its find output, ``/S <status>`` and ``/E <stderr>``,
-        or ``/M`` when the root cannot be entered. Compressed with gzip where the source has it."""
-        if not work:
-            return None
+    async def _finds(self, paths: list[bytes], expr: str, outs: list, roots: dict, dirs: bool = False) -> int | None:
+        """``find <paths> <expr>`` in groups short enough for any kernel's argument limit, one script.
+        What each finds lands in the ``outs`` of its root (every path is ``<root>/./<rel>``). Framing: every
+        line of ours and every entry printed with a path starts with '/' after a NUL: ``/D <date>``, then per
+        group ``/R <k>``, its find output, ``/S <status>`` and ``/E <stderr>``. Compressed with gzip where
+        the source has it."""
+        groups: list[list[bytes]] = [[]]
+        size = 0
+        for p in paths:
+            if groups[-1] and size + len(p) > ARG_BYTES:
+                groups.append([])
+                size = 0
+            groups[-1].append(p)
+            size += len(p) + 3
         lines = ["LC_ALL=C; export LC_ALL", "printf '/D %s\\000' \"$(date '+%s.%N')\""]
-        for i, root, cmd in work:
+        for k, group in enumerate(groups):
             lines.append(
-                f"printf '/R %d\\000' {i}; if cd {shq(root)} 2>/dev/null; then "
-                f"{{ e=$({cmd} 2>&1 >&3); printf '/S %d\\000/E %s\\000' \"$?\" \"$e\"; }} 3>&1; "
-                f"else printf '/M\\000'; fi"
+                f"printf '/R %d\\000' {k}; "
+                f"{{ e=$(find {' '.join(shq(p) for p in group)} {expr} 2>&1 >&3); "
+                f"printf '/S %d\\000/E %s\\000' \"$?\" \"$e\"; }} 3>&1"
             )
         body = "\n".join(lines)
         if self.gzip:
@@ -201,7 +211,7 @@ class ExecSource:
                 data = zlib.decompress(data, 31)
             except zlib.error as e:
                 raise ProtocolError(f"the listing from the source is not what gzip writes: {e}") from None
-        return _parse_multi(b"\0" + data, outs, work, dirs)
+        return _parse_finds(b"\0" + data, outs, roots, groups, dirs)
 
     def scan(self, root: bytes, known: Mapping[bytes, int]) -> RawScan:
         (out,) = self.scan_many([(root, known)])
@@ -447,11 +457,28 @@ async def probe(conn: Connection, timeout: float = 15.0) -> Tools | None:
     return Tools(b"gzip-ok" in lines, b"nice-ok" in lines, b"ionice-ok" in lines)
 
 
-def _parse_multi(data: bytes, outs: list, work, dirs: bool) -> int | None:
+def start(root: bytes, rel: bytes = b".") -> bytes:
+    """A path for find to start from: through the root as ``cd`` would go (a root that is a symbolic
+    link is followed; nothing below it is), and where the root ends in what find prints (the last
+    ``/./``: no name holds a '/', and find never prints a '.' below its start)."""
+    return root + b"/./" + rel if rel != b"." else root + b"/."
+
+
+def _split(path: bytes) -> tuple[bytes, bytes] | None:
+    """``<root>/./<rel>`` -> (root, rel); ``<root>/.`` -> (root, b"")."""
+    if path.endswith(b"/."):
+        return path[:-2], b""
+    k = path.rfind(b"/./")
+    return (path[:k], path[k + 3 :]) if k >= 0 else None
+
+
+def _parse_finds(data: bytes, outs: list, roots: dict, groups: list, dirs: bool) -> int | None:
     now = None
-    cur = st = None
+    status = 0
     out: RawScan | None = None
+    root = None
     rel = None  # the cur/new whose records follow
+    group: list = []
     for chunk in data.split(b"\0/"):
         if not chunk:
             continue
@@ -463,22 +490,25 @@ def _parse_multi(data: bytes, outs: list, work, dirs: bool) -> int | None:
             except ValueError:
                 now = None
         elif tag == b"R":
-            cur = int(head[2:])
-            out = outs[cur] if isinstance(outs[cur], RawScan) else None
-            rel = None
-        elif tag == b"M":
-            outs[cur] = SourceError(f"cannot read {work_root(work, cur)}: no such directory or no permission")
-            out = None
+            group = groups[int(head[2:])]
+            out = root = rel = None
         elif tag == b"S":
-            st = int(head[2:])
+            status = int(head[2:])
         elif tag == b"E":
-            if out is not None:
-                fatal = _collect_errors(head[2:], out, st)
-                if fatal is not None:
-                    outs[cur] = SourceError(f"cannot read {work_root(work, cur)}: {fatal}")
-                    out = None
-        elif out is not None:
-            e = parse_top(head)
+            _group_errors(head[2:], status, group, outs, roots)
+            out = None
+        else:
+            t, size, mtime, path = head.split(b" ", 3)
+            where = _split(path)
+            if where is None or where[0] not in roots:
+                raise ProtocolError(f"find printed {path[:200]!r}, which is under no Maildir asked for")
+            if where[0] != root:
+                root = where[0]
+                out = outs[roots[root][0]]
+                rel = None
+            if not isinstance(out, RawScan):
+                continue
+            e = RawEntry(where[1], _KIND[t], int(size), parse_mtime(mtime))
             if not dirs:
                 out.tops.append(e)
             elif rel is not None and e.rel.startswith(rel + b"/"):
@@ -492,18 +522,28 @@ def _parse_multi(data: bytes, outs: list, work, dirs: bool) -> int | None:
     return now
 
 
-def work_root(work: list[tuple[int, bytes, str]], i: int) -> str:
-    return next(r for j, r, _ in work if j == i).decode(errors="backslashreplace")
-
-
-def _collect_errors(stderr: bytes, out: RawScan, status: int) -> str | None:
-    """find's complaints about one mailbox: unreadable parts go to its errors, so nothing is deleted.
-    Returns the reason when the mailbox itself could not be read."""
+def _group_errors(stderr: bytes, status: int, group: list, outs: list, roots: dict) -> None:
+    """find's complaints, each to the mailbox of its path: an unreadable part goes to its errors (nothing
+    of it is deleted), an unreadable root makes the mailbox a :class:`SourceError`. One that names no
+    path, or a failure with no complaint, counts against every mailbox of the group."""
     errors = parse_find_errors(stderr)
     if status != 0 and not errors:
         errors = [(None, f"find exited with status {status}: {stderr.decode(errors='replace').strip()[:200]}")]
     for path, msg in errors:
-        if path in (b".", b""):
-            return msg
-        out.errors.append(f"{path.decode(errors='backslashreplace')}: {msg}" if path is not None else msg)
-    return None
+        where = _split(path) if path is not None else None
+        if where is None or where[0] not in roots:
+            for root in {r[0] for r in (_split(p) for p in group) if r is not None}:
+                _one_error(outs, roots, root, msg if path is None else f"{path.decode(errors='backslashreplace')}: {msg}")
+            continue
+        root, rel = where
+        if rel == b"":
+            i = roots[root][0]
+            outs[i] = SourceError(f"cannot read {root.decode(errors='backslashreplace')}: {msg}")
+        else:
+            _one_error(outs, roots, root, f"{rel.decode(errors='backslashreplace')}: {msg}")
+
+
+def _one_error(outs: list, roots: dict, root: bytes, text: str) -> None:
+    out = outs[roots[root][0]]
+    if isinstance(out, RawScan):
+        out.errors.append(text)
