@@ -165,6 +165,16 @@ class WholeTree(Contender):
         return out
 
 
+def byte_compile(python: Path) -> None:
+    """Compile the installed packages' bytecode, as pip does when it installs a wheel: an editable
+    install under PYTHONDONTWRITEBYTECODE (as on these machines) would otherwise compile every module of
+    maildirsync at every start, a fifth of a second a run that no installed copy pays."""
+    code = "import importer, maildirsync, os; print(os.path.dirname(maildirsync.__file__), os.path.dirname(importer.__file__))"
+    r = subprocess.run([str(python), "-c", code], capture_output=True, text=True)
+    if r.returncode == 0:
+        subprocess.run([str(python), "-m", "compileall", "-q", *r.stdout.split()], capture_output=True)
+
+
 class Maildirsync(Contender):
     key, label = "maildirsync", "(c) maildirsync"
     policy = MAILDIRSYNC_POLICY
@@ -189,16 +199,6 @@ class Maildirsync(Contender):
             return f"the SSH sync CLI is not there yet (maildirsync --help: exit {r.returncode}, {last[:200]})"
         byte_compile(self.exe.with_name("python"))
         return None
-
-
-def byte_compile(python: Path) -> None:
-    """Compile the installed packages' bytecode, as pip does when it installs a wheel: an editable
-    install under PYTHONDONTWRITEBYTECODE (as on these machines) would otherwise compile every module of
-    maildirsync at every start, a fifth of a second a run that no installed copy pays."""
-    code = "import importer, maildirsync, os; print(os.path.dirname(maildirsync.__file__)); print(os.path.dirname(importer.__file__))"
-    r = subprocess.run([str(python), "-c", code], capture_output=True, text=True)
-    if r.returncode == 0:
-        subprocess.run([str(python), "-m", "compileall", "-q", *r.stdout.split()], capture_output=True)
 
     def reset(self) -> None:
         super().reset()
