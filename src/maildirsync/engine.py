@@ -165,7 +165,7 @@ def run(
                 if stop.is_set():
                     return UserResult(job.user, "failed", "not started: interrupted")
                 r = sync_user(job, source, index, opts, stop, progress, scans.get, scans.take_states)
-                index.trim(every=4)  # the index pages these users read leave our resident memory
+                index.trim(every=2)  # the index pages these users read leave our resident memory
                 if on_user is not None:
                     on_user(r)
                 return r
@@ -435,7 +435,7 @@ class _Prefetch:
     bounded by two chunks). The first chunks are small, so that the workers start soon; they grow to
     CHUNK, so that a run with little to do is not a string of round trips."""
 
-    FIRST, CHUNK = 4, 64
+    FIRST, CHUNK = 4, 16
 
     def __init__(self, jobs: Sequence[UserJob], source: Source, index: Index, opts: RunOptions):
         self.many = getattr(source, "scan_many", None)
