@@ -1,6 +1,7 @@
 """The index's pages leave a run's resident memory once read (issue 10: memory flat at every size). LMDB
 maps its file; every page read stays resident in the process, so without dropping them a run's memory
-grows with the index, and the page walk that guards against damaged pages maps it whole."""
+grows with the index, and the page walk that guards against damaged pages maps it whole. That walk is
+spared where the index is as the last run closed it."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 
 import pytest
 
+from maildirsync import index as index_mod
 from maildirsync.index import StateDir
 
 MIB = 1 << 20
@@ -73,3 +75,35 @@ def test_the_page_walk_stays_small_on_a_large_index(big_index):
     alone = _peak_kib(sys.executable, "-c", "import maildirsync.index")
     walk = _peak_kib(sys.executable, "-m", "maildirsync.index", "--walk", str(big_index.index_path))
     assert walk - alone < 12 * 1024, f"the walk of a 40 MiB index peaked {walk - alone} KiB above a bare import"
+
+
+def test_an_index_as_its_last_run_left_it_is_not_walked_again(tmp_path, monkeypatch):
+    """Every page is read in a child process at open, in case the file was damaged (a second per two
+    million messages, on every run). An index still as the run that closed it cleanly left it (inode,
+    size, mtime, ctime) needs none; any change since, a run killed mid-write included, brings it back."""
+    walks = []
+    real = index_mod._start_walk
+    monkeypatch.setattr(index_mod, "_start_walk", lambda path: walks.append(path) or real(path))
+    state = StateDir(tmp_path / "s")
+    for expect in (0, 0):  # a new index, then one closed cleanly
+        ix, _ = state.open_index(readonly=False)
+        b = ix.batch()
+        b.put_meta(b"x", b"1")
+        b.commit(defer=False)
+        ix.close()
+        assert len(walks) == expect
+    state.check_ahead()
+    ix, _ = state.open_index(readonly=True)
+    ix.close()
+    assert walks == []
+    data = tmp_path / "s" / "index" / "data.mdb"
+    os.utime(data)  # anything that changes the file
+    ix, _ = state.open_index(readonly=False)
+    assert len(walks) == 1
+    b = ix.batch()
+    b.put_meta(b"x", b"2")
+    b.commit(defer=False)
+    ix._env.close()  # as a run killed before closing leaves it: written to, its stamp not taken again
+    ix._env = None
+    state.open_index(readonly=False)[0].close()
+    assert len(walks) == 2

@@ -300,6 +300,8 @@ class Index:
             finally:
                 self._env.close()
                 self._env = None
+            if not self.readonly and self.path is not None:
+                _left_clean(Path(self.path))
 
     def flush(self) -> None:
         """Commit the small batches held back for one transaction."""
@@ -417,7 +419,7 @@ class StateDir:
     def check_ahead(self) -> None:
         """Start the page walk of :func:`_check_pages` now, in the background, so that it runs while the
         source is being connected to; opening the index waits for it."""
-        if self._ahead is None and (self.index_path / "data.mdb").exists():
+        if self._ahead is None and (self.index_path / "data.mdb").exists() and not _as_left(self.index_path):
             try:
                 self._ahead = _start_walk(self.index_path)
             except OSError:
@@ -526,6 +528,38 @@ def _write_failure(path: str | None, e: Exception) -> str:
     return f"cannot write the index {path}: {e}"
 
 
+# Beside data.mdb: its inode, size, mtime and ctime as the last run that closed it cleanly left it. A file
+# changed since in any way (a crash mid-write, a copy, a damaged disk written over) has another ctime,
+# which no one can set back; one still as left needs no page walk (a second per two million messages).
+CLEAN = "closed-clean"
+
+
+def _stamp(data: Path) -> str | None:
+    try:
+        st = os.stat(data)
+    except OSError:
+        return None
+    return f"{st.st_ino} {st.st_size} {st.st_mtime_ns} {st.st_ctime_ns}"
+
+
+def _left_clean(path: Path) -> None:
+    stamp = _stamp(path / "data.mdb")
+    if stamp is None:
+        return
+    try:
+        (path / CLEAN).write_text(stamp + "\n")
+    except OSError:
+        pass  # the next run walks the pages, as after a crash
+
+
+def _as_left(path: Path) -> bool:
+    try:
+        text = (path / CLEAN).read_text().strip()
+    except OSError:
+        return False
+    return bool(text) and text == _stamp(path / "data.mdb")
+
+
 def _check_pages(path: Path, ahead: subprocess.Popen | None = None) -> None:
     """Read every page of every table in a child process first. LMDB meets a damaged page with an
     assertion that aborts the process, which no handler here could catch; the child dies instead, and
@@ -533,7 +567,7 @@ def _check_pages(path: Path, ahead: subprocess.Popen | None = None) -> None:
 
     ``ahead``: the same walk started before the run lock was taken (:meth:`StateDir.check_ahead`). Its
     success counts; a failure is walked again, since a run that held the lock then may have been writing."""
-    if not (path / "data.mdb").exists():
+    if not (path / "data.mdb").exists() or _as_left(path):
         if ahead is not None:
             ahead.kill()
             ahead.communicate()

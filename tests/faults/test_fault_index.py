@@ -127,10 +127,12 @@ def test_truncated_index_through_the_cli_is_one_note_and_no_download(tmp_path, s
     assert_converged(world.pairs())
 
 
-def test_index_with_a_damaged_page_is_set_aside_and_rebuilt(tmp_path):
+@pytest.mark.parametrize("stamp_put_back", [False, True], ids=["as-written", "mtime-put-back"])
+def test_index_with_a_damaged_page_is_set_aside_and_rebuilt(tmp_path, stamp_put_back):
     """Found here (fixed in 5e965ce): one zeroed page of the message table made LMDB abort the process
     (SIGABRT, an mdb.c assertion) or raise lmdb.CorruptedError (a traceback) on every run, because only
-    the main table was read at open; the index was never set aside."""
+    the main table was read at open; the index was never set aside. An index as its last run closed it
+    is not walked again: a change with its mtime put back still is (its ctime moved)."""
     src, dst, state = tmp_path / "src", tmp_path / "dst", tmp_path / "state"
     generate(src, CorpusSpec(users=2, folders=3, messages=100, seed=34, layout="plain"), processes=1)
     base = ["sync", src, dst, "--state-dir", state, "--create", "--owner", "keep"]
@@ -138,9 +140,12 @@ def test_index_with_a_damaged_page_is_set_aside_and_rebuilt(tmp_path):
     data = next(state.glob("*/index/data.mdb"))
     pages = lmdb_table_children(data, b"msgs")
     assert pages, "the msgs table fits in one page: make the corpus larger"
+    before = data.stat()
     with open(data, "r+b") as f:  # one page of the message table zeroed, as a bad disk block would
         f.seek(pages[-1] * os.sysconf("SC_PAGE_SIZE"))
         f.write(bytes(os.sysconf("SC_PAGE_SIZE")))
+    if stamp_put_back:
+        os.utime(data, ns=(before.st_atime_ns, before.st_mtime_ns))
     p = cli(*base)
     assert p.returncode == 0, f"exit {p.returncode}: {p.stderr[-500:]}"
     assert "Traceback" not in p.stderr and "rebuilt" in p.stdout
