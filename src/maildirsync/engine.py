@@ -164,7 +164,7 @@ def run(
             def one(job: UserJob) -> UserResult:
                 if stop.is_set():
                     return UserResult(job.user, "failed", "not started: interrupted")
-                r = sync_user(job, source, index, opts, stop, progress, scans.get, scans.take_states)
+                r = sync_user(job, source, index, opts, stop, progress, scans.get, scans.take_states, scans.identity)
                 index.trim(every=2)  # the index pages these users read leave our resident memory
                 if on_user is not None:
                     on_user(r)
@@ -198,10 +198,11 @@ def sync_user(
     progress: Callable[[str, int, int], None] | None = None,
     scan: Callable[[UserJob, dict], RawScan] | None = None,
     states_of: Callable[[UserJob], dict] | None = None,
+    identity_of: Callable[[UserJob], tuple] | None = None,
 ) -> UserResult:
     t0 = time.monotonic()
     r = _sync_user(job, source, index, opts, stop, progress, scan or (lambda j, known: source.scan(j.src_root, known)),
-                   states_of)  # fmt: skip
+                   states_of, identity_of)  # fmt: skip
     r.seconds = time.monotonic() - t0
     if not opts.keep_actions:
         # Only counts and failures are reported: the plan (and all it refers to, the listings included)
@@ -214,9 +215,9 @@ def sync_user(
     return r
 
 
-def _sync_user(job, source, index, opts, stop, progress, scan, states_of=None) -> UserResult:
+def _sync_user(job, source, index, opts, stop, progress, scan, states_of=None, identity_of=None) -> UserResult:
     user = job.user.encode()
-    aside, dest_id = destination_identity(job, index, opts)
+    aside, dest_id, seen_id = identity_of(job) if identity_of is not None else destination_identity(job, index, opts)
     try:
         states = {} if aside else (states_of(job) if states_of is not None else index.user_folders(user))
         src_raw = scan(job, _known(states))
@@ -308,7 +309,7 @@ def _sync_user(job, source, index, opts, stop, progress, scan, states_of=None) -
     )
     ex.files = src_raw.files
     out = ex.run(plan)
-    _write_identity(job.dst_root, dest_id, opts.owner)
+    _write_identity(job.dst_root, dest_id, opts.owner, seen_id)
     _record_folders(ex.batch, user, src, states, plan, out, opts.stamp_dirs, job.dst_root, work, dst)
     status = "changed" if any(a.writes for a in out.done) else "ok"
     reason = ""
@@ -353,9 +354,9 @@ def _read_identity(root: bytes) -> str | None:
     return text or None
 
 
-def destination_identity(job: UserJob, index: Index, opts: RunOptions) -> tuple[str | None, str]:
+def destination_identity(job: UserJob, index: Index, opts: RunOptions) -> tuple[str | None, str, str | None]:
     """Is the destination mailbox the tree the index's records describe? Returns why they must be set
-    aside (None if they hold) and the mailbox's identity. Each Maildir maildirsync writes into carries a
+    aside (None if they hold), the mailbox's identity and the one its file holds now. Each Maildir maildirsync writes into carries a
     random identity; the index remembers it per user. A mailbox without it, or with another, was made
     since (a second destination, a changed --dest-root, a recreated mailbox, a reinstalled host): the
     records would make every message it lacks look deleted there, and nothing would ever be fetched."""
@@ -365,20 +366,22 @@ def destination_identity(job: UserJob, index: Index, opts: RunOptions) -> tuple[
     ident = mine or known or uuid.uuid4().hex
     where = maildir.show(job.dst_root)
     if job.user in opts.forget:
-        return f"--forget {job.user}: the index's records of {where} are set aside", mine or uuid.uuid4().hex
+        return f"--forget {job.user}: the index's records of {where} are set aside", mine or uuid.uuid4().hex, mine
     if known is not None and mine != known:
         why = "it has no " + IDENTITY.decode() if mine is None else "it carries another " + IDENTITY.decode()
         return (
             f"the destination mailbox {where} is not the one the index knows ({why}: another destination, or "
             "recreated since); its records are set aside: what it holds is adopted, the rest fetched",
             mine or uuid.uuid4().hex,
+            mine,
         )
-    return None, ident
+    return None, ident, mine
 
 
-def _write_identity(root: bytes, ident: str, owner) -> None:
+def _write_identity(root: bytes, ident: str, owner, seen: str | None = None) -> None:
+    """``seen``: what the file held when the user's run began (nothing to write if that is ``ident``)."""
     path = root + b"/" + IDENTITY
-    if _read_identity(root) == ident or not os.path.isdir(root):
+    if seen == ident or _read_identity(root) == ident or not os.path.isdir(root):
         return
     tmp = path + b".maildirsync-new"
     try:
@@ -450,6 +453,7 @@ class _Prefetch:
         self.lock = threading.Lock()
         self.pool: ThreadPoolExecutor | None = None
         self._states: dict[bytes, dict] = {}
+        self._identities: dict[bytes, tuple] = {}
 
     def close(self) -> None:
         if self.pool is not None:
@@ -459,11 +463,18 @@ class _Prefetch:
         """The user's folder states, read once per run (each is a record to decode)."""
         got = self._states.get(job.src_root)
         if got is None:
-            if destination_identity(job, self.index, self.opts)[0]:
+            if self.identity(job)[0]:
                 got = {}  # its records are set aside: list everything
             else:
                 got = self.index.user_folders(job.user.encode())
             self._states[job.src_root] = got
+        return got
+
+    def identity(self, job: UserJob) -> tuple:
+        """:func:`destination_identity`, asked once per user and run (the list thread asks it first)."""
+        got = self._identities.get(job.src_root)
+        if got is None:
+            got = self._identities[job.src_root] = destination_identity(job, self.index, self.opts)
         return got
 
     def take_states(self, job: UserJob) -> dict:
