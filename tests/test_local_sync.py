@@ -489,3 +489,32 @@ def test_a_source_list_as_dovecot_leaves_it_is_carried_byte_for_byte_and_not_rea
     assert all(n <= 1 for n in read), "a list was read line by line"
     uids = {e.base: e.uid for e in real((out / "dovecot-uidlist").read_bytes()).entries}
     assert uids[b"1800000000.M1P1.h,S=4"] == 8 and names[2].split(":")[0].encode() in uids
+
+
+def test_a_list_the_destination_holds_byte_for_byte_is_not_read_again_when_only_flags_change(tmp_path):
+    """After a flag change (a rename in cur/) the folder is planned, but its dovecot-uidlist has not
+    changed on either side since the destination got it byte for byte: the destination's copy stands for
+    the source's, nothing is read from the source for it (after 10 % flags that was every list)."""
+    src, dst, state = tmp_path / "src", tmp_path / "dst", tmp_path / "state"
+    generate(src, CorpusSpec(users=1, folders=1, messages=6, seed=3, layout="plain"), processes=1)
+    box = next(src.iterdir()) / "Maildir"
+    old = T0 - 3600
+    os.utime(box / "dovecot-uidlist", (old, old))  # older than the margin: its stamp is trusted
+    sync(src, dst, state)
+    out = next(dst.iterdir()) / "Maildir"
+
+    class Reads(local.LocalSource):
+        lists: list = []
+
+        def read(self, root, rel):
+            if rel.endswith(b"dovecot-uidlist"):
+                self.lists.append(rel)
+            return super().read(root, rel)
+
+    name = sorted(os.listdir(box / "cur"))[0]
+    os.rename(box / "cur" / name, box / "cur" / (name.split(":")[0] + ":2,FS"))
+    r = sync(src, dst, state, source=Reads())
+    assert r.users[0].counts()["renamed"] == 1
+    assert Reads.lists == []
+    assert (out / "dovecot-uidlist").read_bytes() == (box / "dovecot-uidlist").read_bytes()
+    assert snapshot(dst) == snapshot(src)
