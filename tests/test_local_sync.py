@@ -518,3 +518,45 @@ def test_a_list_the_destination_holds_byte_for_byte_is_not_read_again_when_only_
     assert Reads.lists == []
     assert (out / "dovecot-uidlist").read_bytes() == (box / "dovecot-uidlist").read_bytes()
     assert snapshot(dst) == snapshot(src)
+
+
+def test_a_list_the_destination_rewrote_during_the_run_is_not_taken_for_the_source_s(tmp_path, monkeypatch):
+    """The destination's Dovecot may rewrite a folder's list right after we wrote it (a client opened the
+    folder). Its stamp must not be recorded as that of the source's bytes: the next run reads the
+    source's list again and merges, where it would otherwise take that rewrite (here of the same size)
+    for the source's file and leave it."""
+    src, dst, state = tmp_path / "src", tmp_path / "dst", tmp_path / "state"
+    generate(src, CorpusSpec(users=1, folders=1, messages=6, seed=3, layout="plain"), processes=1)
+    box = next(src.iterdir()) / "Maildir"
+    old = T0 - 3600
+    os.utime(box / "dovecot-uidlist", (old, old))
+    real = engine._write_identity
+
+    def and_dovecot_rewrites(root, *a, **kw):  # between the executor's last write and the records
+        real(root, *a, **kw)
+        path = os.path.join(os.fsdecode(root), "dovecot-uidlist")
+        with open(path, "rb") as f:
+            data = f.read()
+        i = data.index(b" G") + 2
+        with open(path + ".tmp", "wb") as f:
+            f.write(data[:i] + (b"0" if data[i:i + 1] != b"0" else b"1") + data[i + 1:])
+        os.replace(path + ".tmp", path)
+
+    monkeypatch.setattr(engine, "_write_identity", and_dovecot_rewrites)
+    sync(src, dst, state)
+    monkeypatch.setattr(engine, "_write_identity", real)
+
+    class Reads(local.LocalSource):
+        lists: list = []
+
+        def read(self, root, rel):
+            if rel.endswith(b"dovecot-uidlist"):
+                self.lists.append(rel)
+            return super().read(root, rel)
+
+    name = sorted(os.listdir(box / "cur"))[0]
+    os.rename(box / "cur" / name, box / "cur" / (name.split(":")[0] + ":2,FS"))
+    sync(src, dst, state, source=Reads())
+    assert Reads.lists == [b"dovecot-uidlist"]
+    out = next(dst.iterdir()) / "Maildir"
+    assert (out / "dovecot-uidlist").read_bytes() == (box / "dovecot-uidlist").read_bytes()

@@ -944,7 +944,7 @@ def _record_uids(new: FolderState, ctx, src: listing.Mailbox, dst_root: bytes, f
     if ctx is None or ctx.merged is None:
         return
     m = ctx.merged
-    new.verbatim = bool(ctx.same) and ok
+    new.verbatim = False
     new.uids_own = new.uids_own or m.own
     if m.uidvalidity is not None:
         new.uidvalidity = m.uidvalidity
@@ -955,7 +955,12 @@ def _record_uids(new: FolderState, ctx, src: listing.Mailbox, dst_root: bytes, f
     if size != ABSENT and (src.now_ns is None or mtime > src.now_ns - STAMP_MARGIN_NS):
         size = -1  # changed too recently to trust the stamp (whole-second mtimes on old sources)
     try:
-        st = os.stat(maildir.folder_dir(dst_root, folder) + b"/" + UIDLIST)
+        with open(maildir.folder_dir(dst_root, folder) + b"/" + UIDLIST, "rb") as f:
+            st = os.fstat(f.fileno())
+            # Byte for byte the source's, as the stamp recorded says: checked on the file that stamp is
+            # of, since the destination's Dovecot may have rewritten it since we did. Later runs take a
+            # list with this stamp for the source's without reading either (see _as_carried).
+            new.verbatim = bool(ctx.same) and ctx.src_data is not None and f.read() == ctx.src_data
         dsize, dmtime = st.st_size, st.st_mtime_ns
     except OSError:
         dsize, dmtime = ABSENT, 0
