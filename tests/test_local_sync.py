@@ -491,7 +491,7 @@ def test_a_source_list_as_dovecot_leaves_it_is_carried_byte_for_byte_and_not_rea
     assert uids[b"1800000000.M1P1.h,S=4"] == 8 and names[2].split(":")[0].encode() in uids
 
 
-def test_a_list_the_destination_holds_byte_for_byte_is_not_read_again_when_only_flags_change(tmp_path):
+def test_a_list_the_destination_holds_byte_for_byte_is_not_read_again_when_only_flags_change(tmp_path, monkeypatch):
     """After a flag change (a rename in cur/) the folder is planned, but its dovecot-uidlist has not
     changed on either side since the destination got it byte for byte: the destination's copy stands for
     the source's, nothing is read from the source for it (after 10 % flags that was every list)."""
@@ -511,11 +511,21 @@ def test_a_list_the_destination_holds_byte_for_byte_is_not_read_again_when_only_
                 self.lists.append(rel)
             return super().read(root, rel)
 
+    from maildirsync import executor
+
+    locks = []
+
+    class Counted(executor.FolderLock):
+        def __enter__(self):
+            locks.append(self)
+            return super().__enter__()
+
+    monkeypatch.setattr(executor, "FolderLock", Counted)
     name = sorted(os.listdir(box / "cur"))[0]
     os.rename(box / "cur" / name, box / "cur" / (name.split(":")[0] + ":2,FS"))
     r = sync(src, dst, state, source=Reads())
     assert r.users[0].counts()["renamed"] == 1
-    assert Reads.lists == []
+    assert Reads.lists == [] and locks == []  # neither read nor locked: renames leave it as it is
     assert (out / "dovecot-uidlist").read_bytes() == (box / "dovecot-uidlist").read_bytes()
     assert snapshot(dst) == snapshot(src)
 
