@@ -259,7 +259,8 @@ def _sync_user(job, source, index, opts, stop, progress, scan, states_of=None, i
                     taken=lambda f, b: _has_base(work.get(f), b, sep), quiet=quiet)  # fmt: skip
     plan = make_plan(inputs)
     try:
-        plan_uids(plan, inputs, _uid_lists(source, job, src, dst, states, quiet, src_raw.files), lambda f: _names_of(work.get(f), dst, f, sep),
+        plan_uids(plan, inputs, _uid_lists(source, job, src, dst, states, quiet, src_raw.files),
+                  lambda f: _names_of(work.get(f), dst, f, sep),
                   lambda f: set(work[f].dst_added) if f in work and not work[f].whole else None,
                   lambda f: _on_source(work.get(f), src, f))  # fmt: skip
     except SourceError as e:
@@ -356,10 +357,11 @@ def _read_identity(root: bytes) -> str | None:
 
 def destination_identity(job: UserJob, index: Index, opts: RunOptions) -> tuple[str | None, str, str | None]:
     """Is the destination mailbox the tree the index's records describe? Returns why they must be set
-    aside (None if they hold), the mailbox's identity and the one its file holds now. Each Maildir maildirsync writes into carries a
-    random identity; the index remembers it per user. A mailbox without it, or with another, was made
-    since (a second destination, a changed --dest-root, a recreated mailbox, a reinstalled host): the
-    records would make every message it lacks look deleted there, and nothing would ever be fetched."""
+    aside (None if they hold), the mailbox's identity and the one its file holds now. Each Maildir
+    maildirsync writes into carries a random identity; the index remembers it per user. A mailbox without
+    it, or with another, was made since (a second destination, a changed --dest-root, a recreated mailbox,
+    a reinstalled host): the records would make every message it lacks look deleted there, and nothing
+    would ever be fetched."""
     prev = index.user_status(job.user.encode()) or {}
     known = prev.get("dest_id")
     mine = _read_identity(job.dst_root)
