@@ -28,10 +28,11 @@ def test_parse_mtime(text, ns):
 
 
 def test_parse_top_names_with_spaces_newlines_and_8bit():
-    got = [parse_top(r) for r in (b"f 12 1700000000.5000000000 ./cur/a b\nc\xff:2,S", b"d 4096 1.0 ./.Sent", b"l 3 2 ./x")]
-    assert [(e.rel, e.kind, e.size, e.mtime_ns) for e in got] == [
-        (b"cur/a b\nc\xff:2,S", "f", 12, 1_700_000_000_500_000_000),
-        (b".Sent", "d", 4096, 1_000_000_000), (b"x", "l", 3, 2_000_000_000)]
+    got = [parse_top(r) for r in (b"f 12 1700000000.5000000000 /r/./cur/a b\nc\xff:2,S", b"d 4096 1.0 /r/./.Sent",
+                                  b"l 3 2 /a/./b/./x")]  # fmt: skip
+    assert [(root, e.rel, e.kind, e.size, e.mtime_ns) for root, e in got] == [
+        (b"/r", b"cur/a b\nc\xff:2,S", "f", 12, 1_700_000_000_500_000_000),
+        (b"/r", b".Sent", "d", 4096, 1_000_000_000), (b"/a/./b", b"x", "l", 3, 2_000_000_000)]
 
 
 def test_the_listing_stream_splits_into_tops_and_the_records_of_each_cur_and_new():

@@ -53,10 +53,13 @@ def shq(b: bytes) -> str:
     return "'" + s.replace("'", "'\\''") + "'"
 
 
-def parse_top(rec: bytes) -> RawEntry:
-    """``<type> <size> <mtime> ./<path>`` (the leading '/' already taken off)."""
+def parse_top(rec: bytes) -> tuple[bytes, RawEntry]:
+    """``<type> <size> <mtime> <root>/./<rel>`` (the leading '/' already taken off) -> (root, entry)."""
     t, size, mtime, path = rec.split(b" ", 3)
-    return RawEntry(path[2:] if path.startswith(b"./") else path, _KIND[t], int(size), parse_mtime(mtime))
+    where = _split(path)
+    if where is None:
+        raise ProtocolError(f"find printed {path[:200]!r}, which is under no Maildir asked for")
+    return where[0], RawEntry(where[1], _KIND[t], int(size), parse_mtime(mtime))
 
 
 def parse_find_errors(stderr: bytes) -> list[tuple[bytes | None, str]]:
@@ -498,17 +501,15 @@ def _parse_finds(data: bytes, outs: list, roots: dict, groups: list, dirs: bool)
             _group_errors(head[2:], status, group, outs, roots)
             out = None
         else:
-            t, size, mtime, path = head.split(b" ", 3)
-            where = _split(path)
-            if where is None or where[0] not in roots:
-                raise ProtocolError(f"find printed {path[:200]!r}, which is under no Maildir asked for")
-            if where[0] != root:
-                root = where[0]
+            under, e = parse_top(head)
+            if under not in roots:
+                raise ProtocolError(f"find printed {e.rel[:200]!r} under {under[:200]!r}, which is no Maildir asked for")
+            if under != root:
+                root = under
                 out = outs[roots[root][0]]
                 rel = None
             if not isinstance(out, RawScan):
                 continue
-            e = RawEntry(where[1], _KIND[t], int(size), parse_mtime(mtime))
             if not dirs:
                 out.tops.append(e)
             elif rel is not None and e.rel.startswith(rel + b"/"):
