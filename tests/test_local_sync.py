@@ -491,6 +491,24 @@ def test_a_source_list_as_dovecot_leaves_it_is_carried_byte_for_byte_and_not_rea
     assert uids[b"1800000000.M1P1.h,S=4"] == 8 and names[2].split(":")[0].encode() in uids
 
 
+class ListReads(local.LocalSource):
+    """A local source that notes every dovecot-uidlist read from it."""
+
+    def __init__(self):
+        self.lists: list = []
+
+    def read(self, root, rel):
+        if rel.endswith(b"dovecot-uidlist"):
+            self.lists.append(rel)
+        return super().read(root, rel)
+
+
+def _flag_one(box) -> None:
+    """A flag change on the source: the first message of cur/ renamed (no list changes with it)."""
+    name = sorted(os.listdir(box / "cur"))[0]
+    os.rename(box / "cur" / name, box / "cur" / (name.split(":")[0] + ":2,FS"))
+
+
 def test_a_list_the_destination_holds_byte_for_byte_is_not_read_again_when_only_flags_change(tmp_path, monkeypatch):
     """After a flag change (a rename in cur/) the folder is planned, but its dovecot-uidlist has not
     changed on either side since the destination got it byte for byte: the destination's copy stands for
@@ -503,14 +521,6 @@ def test_a_list_the_destination_holds_byte_for_byte_is_not_read_again_when_only_
     sync(src, dst, state)
     out = next(dst.iterdir()) / "Maildir"
 
-    class Reads(local.LocalSource):
-        lists: list = []
-
-        def read(self, root, rel):
-            if rel.endswith(b"dovecot-uidlist"):
-                self.lists.append(rel)
-            return super().read(root, rel)
-
     from maildirsync import executor
 
     locks = []
@@ -521,11 +531,11 @@ def test_a_list_the_destination_holds_byte_for_byte_is_not_read_again_when_only_
             return super().__enter__()
 
     monkeypatch.setattr(executor, "FolderLock", Counted)
-    name = sorted(os.listdir(box / "cur"))[0]
-    os.rename(box / "cur" / name, box / "cur" / (name.split(":")[0] + ":2,FS"))
-    r = sync(src, dst, state, source=Reads())
+    reads = ListReads()
+    _flag_one(box)
+    r = sync(src, dst, state, source=reads)
     assert r.users[0].counts()["renamed"] == 1
-    assert Reads.lists == [] and locks == []  # neither read nor locked: renames leave it as it is
+    assert reads.lists == [] and locks == []  # neither read nor locked: renames leave it as it is
     assert (out / "dovecot-uidlist").read_bytes() == (box / "dovecot-uidlist").read_bytes()
     assert snapshot(dst) == snapshot(src)
 
@@ -556,17 +566,9 @@ def test_a_list_the_destination_rewrote_during_the_run_is_not_taken_for_the_sour
     sync(src, dst, state)
     monkeypatch.setattr(engine, "_write_identity", real)
 
-    class Reads(local.LocalSource):
-        lists: list = []
-
-        def read(self, root, rel):
-            if rel.endswith(b"dovecot-uidlist"):
-                self.lists.append(rel)
-            return super().read(root, rel)
-
-    name = sorted(os.listdir(box / "cur"))[0]
-    os.rename(box / "cur" / name, box / "cur" / (name.split(":")[0] + ":2,FS"))
-    sync(src, dst, state, source=Reads())
-    assert Reads.lists == [b"dovecot-uidlist"]
+    reads = ListReads()
+    _flag_one(box)
+    sync(src, dst, state, source=reads)
+    assert reads.lists == [b"dovecot-uidlist"]
     out = next(dst.iterdir()) / "Maildir"
     assert (out / "dovecot-uidlist").read_bytes() == (box / "dovecot-uidlist").read_bytes()
