@@ -5,6 +5,7 @@ The CLI and the importer call :func:`run`; everything a person sees comes back i
 
 from __future__ import annotations
 
+import collections
 import os
 import threading
 import time
@@ -17,15 +18,13 @@ from pathlib import Path
 import xxhash
 
 from .compat import SLOTS
-from . import keywords, listing, maildir, views
+from . import keywords, listing, maildir, quiet, views
 from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_PENDING, IndexError_, disk_full_reason
 from .executor import Executor, Outcome, clean_tmp
 from .index import Ctl, FolderState, Index, StateDir
-from .plan import (
-    ADOPT, CONFLICT, CONTROL, COPY, DELETE, FETCH, MOVE, REFETCH, RENAME, Inputs, Options, Plan, make_plan,
-    same_mtime,
-)  # fmt: skip
-from .transport import FILE, RawScan, Source, SourceError, read_many, records
+from .plan import ADOPT, CONFLICT, CONTROL, COPY, DELETE, FETCH, MOVE, REFETCH, RENAME, Inputs, Options, Plan, make_plan
+from .quiet import ABSENT, uidlist_as_left
+from .transport import DIR, FILE, RawScan, Source, SourceError, read_many, records
 from .uidlist import NAME as UIDLIST
 from .uidplan import plan_uids
 
@@ -164,7 +163,8 @@ def run(
             def one(job: UserJob) -> UserResult:
                 if stop.is_set():
                     return UserResult(job.user, "failed", "not started: interrupted")
-                r = sync_user(job, source, index, opts, stop, progress, scans.get, scans.take_states, scans.identity)
+                r = sync_user(job, source, index, opts, stop, progress, scans.get, scans.take_states, scans.identity,
+                              scans.status)  # fmt: skip
                 index.trim(every=2)  # the index pages these users read leave our resident memory
                 if on_user is not None:
                     on_user(r)
@@ -199,10 +199,11 @@ def sync_user(
     scan: Callable[[UserJob, dict], RawScan] | None = None,
     states_of: Callable[[UserJob], dict] | None = None,
     identity_of: Callable[[UserJob], tuple] | None = None,
+    status_of: Callable[[UserJob], dict | None] | None = None,
 ) -> UserResult:
     t0 = time.monotonic()
-    r = _sync_user(job, source, index, opts, stop, progress, scan or (lambda j, known: source.scan(j.src_root, known)),
-                   states_of, identity_of)  # fmt: skip
+    scan = scan or (lambda j, known: source.scan(j.src_root, known()))
+    r = _sync_user(job, source, index, opts, stop, progress, scan, states_of, identity_of, status_of)
     r.seconds = time.monotonic() - t0
     if not opts.keep_actions:
         # Only counts and failures are reported: the plan (and all it refers to, the listings included)
@@ -215,12 +216,28 @@ def sync_user(
     return r
 
 
-def _sync_user(job, source, index, opts, stop, progress, scan, states_of=None, identity_of=None) -> UserResult:
+def _sync_user(job, source, index, opts, stop, progress, scan, states_of=None, identity_of=None,
+               status_of=None) -> UserResult:  # fmt: skip
     user = job.user.encode()
-    aside, dest_id, seen_id = identity_of(job) if identity_of is not None else destination_identity(job, index, opts)
+    prev = status_of(job) if status_of is not None else index.user_status(user)
+    aside, dest_id, seen_id = (identity_of(job) if identity_of is not None
+                               else destination_identity(job, index, opts, prev))  # fmt: skip
+    held: list = []
+
+    def states_now() -> dict:
+        if not held:
+            held.append({} if aside else (states_of(job) if states_of is not None else index.user_folders(user)))
+        return held[0]
+
+    ident = _sig_ident(job, opts)
     try:
-        states = {} if aside else (states_of(job) if states_of is not None else index.user_folders(user))
-        src_raw = scan(job, _known(states))
+        src_raw = scan(job, lambda: _known(states_now()))
+        expect = None if aside else (prev or {}).get("quiet")
+        if expect is not None:
+            same = _as_left(job, index, opts, src_raw, expect, ident, dest_id)
+            if same is not None:
+                return same
+        states = states_now()
         src = listing.build(src_raw, messages=False)
     except SourceError as e:
         # Asked only now: a round trip per user is a second on a slow link, for the rare missing mailbox.
@@ -245,7 +262,7 @@ def _sync_user(job, source, index, opts, stop, progress, scan, states_of=None, i
                             messages=False)  # fmt: skip
     except SourceError as e:
         return UserResult(job.user, "failed", f"cannot read the destination: {e}")
-    work, recs, quiet = _folder_work(job, index, user, src, dst, states)
+    work, recs, still = _folder_work(job, index, user, src, dst, states)
     sep = _dest_separator(work, dst, src)
     vanished = _vanished(recs, dst, {f: w.count for f, w in work.items()}, opts.plan.max_delete, sep)
     if vanished:
@@ -256,10 +273,10 @@ def _sync_user(job, source, index, opts, stop, progress, scan, states_of=None, i
     inputs = Inputs(src, dst, recs, states, ctl_hash, kw, opts.plan, sep=sep,
                     counts={f: w.count for f, w in work.items() if not w.whole},
                     others=_lookup_others(index, user, job.dst_root, work, recs, dst, sep, src, states) if states else None,
-                    taken=lambda f, b: _has_base(work.get(f), b, sep), quiet=quiet)  # fmt: skip
+                    taken=lambda f, b: _has_base(work.get(f), b, sep), quiet=still)  # fmt: skip
     plan = make_plan(inputs)
     try:
-        plan_uids(plan, inputs, _uid_lists(source, job, src, dst, states, quiet, src_raw.files),
+        plan_uids(plan, inputs, _uid_lists(source, job, src, dst, states, still, src_raw.files),
                   lambda f: _names_of(work.get(f), dst, f, sep),
                   lambda f: set(work[f].dst_added) if f in work and not work[f].whole else None,
                   lambda f: _on_source(work.get(f), src, f))  # fmt: skip
@@ -311,7 +328,7 @@ def _sync_user(job, source, index, opts, stop, progress, scan, states_of=None, i
     ex.files = src_raw.files
     out = ex.run(plan)
     _write_identity(job.dst_root, dest_id, opts.owner, seen_id)
-    _record_folders(ex.batch, user, src, states, plan, out, opts.stamp_dirs, job.dst_root, work, dst)
+    news = _record_folders(ex.batch, user, src, states, plan, out, opts.stamp_dirs, job.dst_root, work, dst)
     status = "changed" if any(a.writes for a in out.done) else "ok"
     reason = ""
     if out.fatal:
@@ -324,17 +341,55 @@ def _sync_user(job, source, index, opts, stop, progress, scan, states_of=None, i
     warnings += _renumber_notes(out.renumbered, "got")
     res = UserResult(job.user, status, reason, plan, out, warnings, skipped=len(src.skipped),
                      renumbered=sum(out.renumbered.values()))  # fmt: skip
-    ex.batch.put_user(
-        user,
-        {"time": time.time(), "status": status, "reason": reason, "counts": res.counts(), "command": opts.command,
-         "dest_id": dest_id, "destination": os.fsdecode(job.dst_root)},
-    )
+    sig = None
+    if status in ("ok", "changed") and not warnings and not aside and opts.stamp_dirs and not out.renumbered:
+        sig = quiet.left_quiet(job.dst_root, ident, src_raw, src, news)
+    ex.batch.put_user(user, _status(res, opts, dest_id, job, sig))
     try:
         ex.batch.commit()
     except IndexError_ as e:
         res.status, res.reason = "failed", str(e)
     if marked and out.fatal is None and not out.interrupted:
         index.set_in_flight(user, False)
+    return res
+
+
+def _status(res: UserResult, opts: RunOptions, dest_id: str, job: UserJob, sig: list | None) -> dict:
+    """The user's record in the index: what `status` shows, and what the next run starts from."""
+    out = {"time": time.time(), "status": res.status, "reason": res.reason, "counts": res.counts(),
+           "command": opts.command, "dest_id": dest_id, "destination": os.fsdecode(job.dst_root)}  # fmt: skip
+    if sig is not None:
+        out["quiet"] = sig  # see quiet.py: both sides as this run left them means nothing to do
+    return out
+
+
+def _sig_ident(job: UserJob, opts: RunOptions) -> bytes:
+    """What else a mailbox's signature holds: the two roots, and the options a plan depends on."""
+    return b"\0".join((job.src_root, job.dst_root, repr((opts.plan, opts.owner, opts.stamp_dirs)).encode()))
+
+
+def _as_left(job: UserJob, index: Index, opts: RunOptions, src_raw: RawScan, expect, ident: bytes,
+             dest_id: str) -> UserResult | None:  # fmt: skip
+    """The user's result if the mailbox is, on both sides, as the last run left it (quiet.py), else None."""
+    user = job.user.encode()
+    if not isinstance(expect, list) or len(expect) != 2 or quiet.source_sig(src_raw, ident) != expect[0]:
+        return None
+    if index.in_flight(user):
+        return None  # a run of ours was cut short there: its tmp/ is to be cleaned, its records checked
+    src = listing.build(src_raw, messages=False)
+    try:
+        if quiet.dest_sig(quiet.dest_glance(job.dst_root, src)) != expect[1]:
+            return None
+    except SourceError:
+        return None
+    res = UserResult(job.user, "ok", plan=Plan(sep=src.sep))
+    if not opts.dry_run:
+        batch = index.batch()
+        batch.put_user(user, _status(res, opts, dest_id, job, expect))
+        try:
+            batch.commit()
+        except IndexError_ as e:
+            res.status, res.reason = "failed", str(e)
     return res
 
 
@@ -355,15 +410,17 @@ def _read_identity(root: bytes) -> str | None:
     return text or None
 
 
-def destination_identity(job: UserJob, index: Index, opts: RunOptions) -> tuple[str | None, str, str | None]:
+def destination_identity(job: UserJob, index: Index, opts: RunOptions,
+                         prev=False) -> tuple[str | None, str, str | None]:  # fmt: skip
     """Is the destination mailbox the tree the index's records describe? Returns why they must be set
     aside (None if they hold), the mailbox's identity and the one its file holds now. Each Maildir
     maildirsync writes into carries a random identity; the index remembers it per user. A mailbox without
     it, or with another, was made since (a second destination, a changed --dest-root, a recreated mailbox,
     a reinstalled host): the records would make every message it lacks look deleted there, and nothing
     would ever be fetched."""
-    prev = index.user_status(job.user.encode()) or {}
-    known = prev.get("dest_id")
+    if prev is False:  # not read by the caller
+        prev = index.user_status(job.user.encode())
+    known = (prev or {}).get("dest_id")
     mine = _read_identity(job.dst_root)
     ident = mine or known or uuid.uuid4().hex
     where = maildir.show(job.dst_root)
@@ -434,16 +491,19 @@ def _known(states: dict[bytes, FolderState]) -> dict[bytes, int]:
 
 
 class _Prefetch:
-    """Listings for several users at once, where the transport can (``scan_many``): over SSH each
-    command costs a shell start on the source, so hundreds of mailboxes are listed in a few commands.
-    Users are taken in chunks, one chunk listed ahead while the one before is synced (memory stays
-    bounded by two chunks). The first chunks are small, so that the workers start soon; they grow to
-    CHUNK, so that a run with little to do is not a string of round trips."""
+    """Listings for several users at once, where the transport can (``stamps_many``, ``lists_many``):
+    over SSH each command costs a shell start on the source, so hundreds of mailboxes are listed in a few
+    commands. Users are taken in chunks, one chunk listed ahead while the one before is synced (memory
+    stays bounded by two chunks), and the first pass of the chunk after that (its stamps) runs on the
+    source while this thread works out what the second pass is to read. The first chunks are small, so
+    that the workers start soon; they grow to CHUNK, so that a run with little to do is not a string of
+    round trips. A mailbox whose first pass is the one its signature holds (quiet.py) is not read
+    further, and its folder states are not decoded here."""
 
     FIRST, CHUNK = 4, 16
 
     def __init__(self, jobs: Sequence[UserJob], source: Source, index: Index, opts: RunOptions):
-        self.many = getattr(source, "scan_many", None)
+        self.stamps = getattr(source, "stamps_many", None)
         self.source, self.index, self.opts = source, index, opts
         self.chunks: list[list[UserJob]] = []
         i, size = 0, self.FIRST
@@ -452,12 +512,17 @@ class _Prefetch:
             i, size = i + size, min(size * 2, self.CHUNK)
         self.where = {j.src_root: k for k, chunk in enumerate(self.chunks) for j in chunk}
         self.futures: dict = {}
+        self.firsts: dict = {}
         self.lock = threading.Lock()
         self.pool: ThreadPoolExecutor | None = None
         self._states: dict[bytes, dict] = {}
         self._identities: dict[bytes, tuple] = {}
+        self._status: dict[bytes, dict | None] = {}
 
     def close(self) -> None:
+        with self.lock:
+            for fut in self.firsts.values():
+                fut.cancel()  # the first pass of a chunk no one reached (an interrupted run)
         if self.pool is not None:
             self.pool.shutdown(wait=True)
 
@@ -472,24 +537,61 @@ class _Prefetch:
             self._states[job.src_root] = got
         return got
 
+    def status(self, job: UserJob) -> dict | None:
+        """The user's record, read once per run."""
+        if job.src_root not in self._status:
+            self._status[job.src_root] = self.index.user_status(job.user.encode())
+        return self._status[job.src_root]
+
     def identity(self, job: UserJob) -> tuple:
         """:func:`destination_identity`, asked once per user and run (the list thread asks it first)."""
         got = self._identities.get(job.src_root)
         if got is None:
-            got = self._identities[job.src_root] = destination_identity(job, self.index, self.opts)
+            got = self._identities[job.src_root] = destination_identity(job, self.index, self.opts, self.status(job))
         return got
 
     def take_states(self, job: UserJob) -> dict:
         got = self._states.pop(job.src_root, None)
         return got if got is not None else self.states(job)
 
+    def _as_left(self, job: UserJob, raw) -> bool:
+        """Is the source side of this mailbox as its signature holds? (The destination side is the worker's.)"""
+        prev = self.status(job)
+        expect = (prev or {}).get("quiet")
+        return (
+            isinstance(raw, RawScan) and isinstance(expect, list) and not self.identity(job)[0]
+            and quiet.source_sig(raw, _sig_ident(job, self.opts)) == expect[0]
+        )  # fmt: skip
+
+    def _first(self, k: int):
+        with self.lock:
+            if k >= len(self.chunks):
+                return None
+            fut = self.firsts.get(k)
+            if fut is None:
+                fut = self.firsts[k] = self.stamps([j.src_root for j in self.chunks[k]])
+            return fut
+
     def _list(self, k: int) -> dict:
         chunk = self.chunks[k]
-        results = self.many([(j.src_root, _known(self.states(j))) for j in chunk])
+        first = self._first(k)
+        self._first(k + 1)
+        outs = first.result()
+        with self.lock:
+            self.firsts.pop(k, None)
+        once = {r for r, n in collections.Counter(j.src_root for j in chunk).items() if n == 1}
+        requests, left = [], set()
+        for j, raw in zip(chunk, outs):
+            if j.src_root in once and self._as_left(j, raw):
+                left.add(j.src_root)  # every cur/new taken as known: nothing more is read of it
+                requests.append((j.src_root, {e.rel: e.mtime_ns for e in raw.tops if e.kind == DIR}))
+            else:
+                requests.append((j.src_root, _known(self.states(j))))
+        results = self.source.lists_many(outs, requests)
         out, want = {}, []
         for j, res in zip(chunk, results):
             out[j.src_root] = res
-            if isinstance(res, RawScan):
+            if isinstance(res, RawScan) and j.src_root not in left:
                 want += [(j.src_root, rel) for rel in wanted_files(res, self.states(j))]
         # The control files the plans will read, all the chunk's in one go (one round trip, not one each).
         for (root, rel), data in (read_many(self.source, want) if want else {}).items():
@@ -508,12 +610,13 @@ class _Prefetch:
                 fut = self.futures[k] = self.pool.submit(self._list, k)
             return fut
 
-    def get(self, job: UserJob, known: dict[bytes, int]) -> RawScan:
-        if self.many is None:
-            return self.source.scan(job.src_root, known)
+    def get(self, job: UserJob, known: Callable[[], dict]) -> RawScan:
+        """The job's listing. ``known``: the cur/new mtimes the listing may skip, asked only if needed."""
+        if self.stamps is None:
+            return self.source.scan(job.src_root, known())
         k = self.where.get(job.src_root)
         if k is None:
-            (res,) = self.many([(job.src_root, known)])
+            (res,) = self.source.scan_many([(job.src_root, known())])
         else:
             fut = self._ensure(k)
             self._ensure(k + 1)  # the next chunk is listed while this one is synced
@@ -621,8 +724,8 @@ def _folder_work(job: UserJob, index: Index, user: bytes, src: listing.Mailbox, 
     sides) costs a few stamps: no listing, no record read."""
     work: dict = {}
     recs: dict = {}
-    quiet: set = set()
-    dst_files = {maildir.in_folder(f, n): v for f, df in dst.folders.items() for n, v in df.controls.items()}
+    still: set = set()
+    dst_files = quiet.dst_files(dst)
     for folder in sorted(set(src.folders) | set(states)):
         st = states.get(folder)
         sf, df = src.folders.get(folder), dst.folders.get(folder)
@@ -634,8 +737,9 @@ def _folder_work(job: UserJob, index: Index, user: bytes, src: listing.Mailbox, 
                 if m is not None and st.dst_mtimes.get(sub) != m:
                     dst_dirs[maildir.in_folder(folder, sub)] = views.names_blob(
                         maildir.folder_dir(job.dst_root, folder) + b"/" + sub)
-        if snap and sf is not None and df is not None and not dst_dirs and _quiet(st, sf, df, dst_files, folder):
-            quiet.add(folder)
+        calm = snap and sf is not None and df is not None and not dst_dirs
+        if calm and quiet.folder_quiet(st, sf, df, dst_files, folder):
+            still.add(folder)
             src.skipped.extend(t for k, t in st.problems if k == "skipped")
             src.rejected.extend(t for k, t in st.problems if k == "rejected")
             continue
@@ -652,7 +756,7 @@ def _folder_work(job: UserJob, index: Index, user: bytes, src: listing.Mailbox, 
             w = views.whole_folder(folder, src, dst, src.dirs, job.dst_root)
             recs[folder] = index.folder_records(user, folder) if st is not None else {}
         work[folder] = w
-    return work, recs, quiet
+    return work, recs, still
 
 
 def _glances(src: listing.Mailbox, states) -> dict:
@@ -663,30 +767,6 @@ def _glances(src: listing.Mailbox, states) -> dict:
         f: set(st.controls) | set(src.folders[f].controls) | {UIDLIST, b"dovecot.index"}
         for f, st in states.items() if st.snap and f and f in src.folders
     }  # fmt: skip
-
-
-def _likely_quiet(src: listing.Mailbox, states) -> set:
-    """Folders quiet on the source side (cur/new not read again, every control file as the last run saw
-    it): the destination side needs but a glance at them."""
-    return {f for f, st in states.items() if st.snap and f in src.folders and _source_quiet(st, src.folders[f])}
-
-
-def _source_quiet(st: FolderState, sf) -> bool:
-    if not set(sf.dir_mtimes) <= sf.unchanged or set(sf.dir_mtimes) != set(st.dir_mtimes):
-        return False
-    for name, stamp in sf.controls.items():
-        ctl = st.controls.get(name)
-        if ctl is None or ctl.src_size != stamp[0] or not same_mtime(ctl.src_mtime_ns, stamp[1]):
-            return False
-    return _uidlist_as_left(st, sf.controls.get(UIDLIST), source_side=True)
-
-
-def _quiet(st: FolderState, sf, df, dst_files, folder: bytes) -> bool:
-    return (
-        _source_quiet(st, sf)
-        and set(df.dir_mtimes) == set(st.dst_mtimes)
-        and _uidlist_as_left(st, dst_files.get(maildir.in_folder(folder, UIDLIST)), source_side=False)
-    )  # fmt: skip
 
 
 def dst_sep(dst: listing.Mailbox, src: listing.Mailbox) -> bytes:
@@ -799,28 +879,14 @@ def _lookup_others(index: Index, user: bytes, root: bytes, work: dict, recs: dic
     return others
 
 
-ABSENT = -2  # a Ctl size meaning "there was no such file"
-
-
-def _uidlist_as_left(st: FolderState, now, source_side: bool) -> bool:
-    """Is the folder's dovecot-uidlist, on one side, as the last run left it? ``now``: (size, mtime) or None."""
-    ctl = st.controls.get(UIDLIST)
-    if ctl is None:
-        return now is None
-    size, mtime = (ctl.src_size, ctl.src_mtime_ns) if source_side else (ctl.dst_size, ctl.dst_mtime_ns)
-    if now is None:
-        return size == ABSENT
-    return now[0] == size and (same_mtime(now[1], mtime) if source_side else now[1] == mtime)
-
-
-def _uid_lists(source: Source, job: UserJob, src: listing.Mailbox, dst: listing.Mailbox, states: dict, quiet: set,
+def _uid_lists(source: Source, job: UserJob, src: listing.Mailbox, dst: listing.Mailbox, states: dict, still: set,
                files: dict):  # fmt: skip
     """Both sides' dovecot-uidlist of every folder that is not quiet: folder -> (source bytes, destination
     bytes, source (size, mtime)). Where the destination's is the source's byte for byte as we wrote it and
     neither has changed since, the destination's bytes are the source's: not read again (after 10 % of
     flags changed, that is every list, 17 MB on the medium corpus)."""
     out = {}
-    todo = [(folder, sf) for folder, sf in src.folders.items() if folder not in quiet]
+    todo = [(folder, sf) for folder, sf in src.folders.items() if folder not in still]
     mine_of = {folder: _read_local(maildir.folder_dir(job.dst_root, folder) + b"/" + UIDLIST) for folder, _ in todo}
     carried = {}
     for folder, sf in todo:
@@ -856,8 +922,8 @@ def _as_carried(st: FolderState | None, src_stamp, df) -> bool:
     neither changed since (their stamps as the last run left them, the source's trusted)?"""
     return (
         st is not None and st.verbatim and not st.uids_own and df is not None
-        and _uidlist_as_left(st, src_stamp, source_side=True)
-        and _uidlist_as_left(st, df.controls.get(UIDLIST), source_side=False)
+        and uidlist_as_left(st, src_stamp, source_side=True)
+        and uidlist_as_left(st, df.controls.get(UIDLIST), source_side=False)
     )  # fmt: skip
 
 
@@ -889,12 +955,14 @@ def _dst_stamps(root: bytes, folder: bytes, seen=None) -> dict[bytes, int]:
 
 
 def _record_folders(batch, user: bytes, src: listing.Mailbox, states, plan: Plan, out: Outcome, stamp_dirs: bool,
-                   dst_root: bytes, work: dict, dst: listing.Mailbox) -> None:
+                   dst_root: bytes, work: dict, dst: listing.Mailbox) -> dict:
     """What the next run compares with: per folder worked on, the source's stamps and listings as seen,
-    the destination's as left, the UID merge's state; nothing (relist it whole) where something failed."""
+    the destination's as left, the UID merge's state; nothing (relist it whole) where something failed.
+    Returns the state of every folder the index now keeps for the user."""
     failed_folders = {a.folder for a, _ in out.failed} | {a.from_folder for a, _ in out.failed if a.from_folder}
     done_kinds_incomplete = out.fatal is not None or out.interrupted
     changed = {a.folder for a in out.done if a.writes} | {a.from_folder for a in out.done if a.from_folder}
+    news = dict(states)
     for folder, f in src.folders.items():
         st = states.get(folder) or FolderState()
         w = work.get(folder)
@@ -932,6 +1000,8 @@ def _record_folders(batch, user: bytes, src: listing.Mailbox, states, plan: Plan
             batch.put_lists(user, folder, None)
         if new != st or folder not in states:
             batch.put_folder(user, folder, new)
+        news[folder] = new
+    return news
 
 
 def _folder_problems(src: listing.Mailbox, folder: bytes) -> list:

@@ -8,6 +8,7 @@ GNU tar 1.15 (CentOS 5, SME 8) know are used. Every command only reads.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import copy
 import errno
 import zlib
@@ -151,19 +152,37 @@ class ExecSource:
     def scan_many(self, requests: Sequence[tuple[bytes, Mapping[bytes, int]]]) -> list[RawScan | SourceError]:
         return self.c.run(self._ascan_many(list(requests)))
 
+    def stamps_many(self, roots: Sequence[bytes]) -> concurrent.futures.Future:
+        """The first pass of :meth:`scan_many` over ``roots`` (their own and their folders' entries),
+        started now: a future of one RawScan or SourceError per root. The caller may work meanwhile, and
+        decide from these stamps what :meth:`lists_many` is to read."""
+        return asyncio.run_coroutine_threadsafe(self._astamps(list(roots)), self.c.loop)
+
+    def lists_many(self, outs: list, requests: Sequence[tuple[bytes, Mapping[bytes, int]]]) -> list:
+        """The second pass, into ``outs`` (what :meth:`stamps_many` gave for the same roots)."""
+        return self.c.run(self._alists(outs, list(requests)))
+
     async def _ascan_many(self, requests) -> list[RawScan | SourceError]:
         """Two passes over all the mailboxes asked: the roots' and folders' own entries (directory stamps,
         control files), then the cur/new whose mtime differs from the one known."""
-        outs: list[RawScan | SourceError] = [RawScan() for _ in requests]
-        roots: dict[bytes, list[int]] = {}
-        for i, (root, _) in enumerate(requests):
-            roots.setdefault(root, []).append(i)
-        now = await self._finds([start(root) for root in roots], f"-mindepth 1 -maxdepth 2 {TOP} {PRUNE_TOP}", outs,
-                                roots)  # fmt: skip
+        return await self._alists(await self._astamps([root for root, _ in requests]), requests)
+
+    async def _astamps(self, roots: list) -> list[RawScan | SourceError]:
+        outs: list[RawScan | SourceError] = [RawScan() for _ in roots]
+        where = _where(roots)
+        now = await self._finds([start(root) for root in where], f"-mindepth 1 -maxdepth 2 {TOP} {PRUNE_TOP}", outs,
+                                where)  # fmt: skip
+        for out in outs:
+            if isinstance(out, RawScan):
+                out.now_ns = now
+        return outs
+
+    async def _alists(self, outs: list, requests) -> list[RawScan | SourceError]:
+        where = _where([root for root, _ in requests])
         second = []
         for i, (root, known) in enumerate(requests):
             out = outs[i]
-            if isinstance(out, SourceError) or roots[root][0] != i:
+            if isinstance(out, SourceError) or where[root][0] != i:
                 continue
             for e in out.tops:
                 name = e.rel.rsplit(b"/", 1)[-1]
@@ -173,13 +192,10 @@ class ExecSource:
                     else:
                         second.append(start(root, e.rel))
         if second:
-            await self._finds(second, f"-maxdepth 1 {MSGS}", outs, roots, dirs=True)
-        for root, where in roots.items():
-            for i in where[1:]:  # the same Maildir asked twice: the same listing
-                outs[i] = outs[where[0]] if isinstance(outs[where[0]], SourceError) else copy.deepcopy(outs[where[0]])
-        for out in outs:
-            if isinstance(out, RawScan):
-                out.now_ns = now
+            await self._finds(second, f"-maxdepth 1 {MSGS}", outs, where, dirs=True)
+        for root, ks in where.items():
+            for i in ks[1:]:  # the same Maildir asked twice: the same listing
+                outs[i] = outs[ks[0]] if isinstance(outs[ks[0]], SourceError) else copy.deepcopy(outs[ks[0]])
         return outs
 
     async def _finds(self, paths: list[bytes], expr: str, outs: list, roots: dict, dirs: bool = False) -> int | None:
@@ -465,6 +481,14 @@ def start(root: bytes, rel: bytes = b".") -> bytes:
     link is followed; nothing below it is), and where the root ends in what find prints (the last
     ``/./``: no name holds a '/', and find never prints a '.' below its start)."""
     return root + b"/./" + rel if rel != b"." else root + b"/."
+
+
+def _where(roots: list) -> dict:
+    """root -> the indexes it is asked at (the listing lands at the first)."""
+    out: dict = {}
+    for i, root in enumerate(roots):
+        out.setdefault(root, []).append(i)
+    return out
 
 
 def _split(path: bytes) -> tuple[bytes, bytes] | None:
