@@ -500,7 +500,7 @@ class _Prefetch:
     round trips. A mailbox whose first pass is the one its signature holds (quiet.py) is not read
     further, and its folder states are not decoded here."""
 
-    FIRST, CHUNK = 4, 16
+    FIRST, CHUNK, STAMPS = 4, 16, 64
 
     def __init__(self, jobs: Sequence[UserJob], source: Source, index: Index, opts: RunOptions):
         self.stamps = getattr(source, "stamps_many", None)
@@ -521,7 +521,7 @@ class _Prefetch:
 
     def close(self) -> None:
         with self.lock:
-            for fut in self.firsts.values():
+            for fut, _ in self.firsts.values():
                 fut.cancel()  # the first pass of a chunk no one reached (an interrupted run)
         if self.pool is not None:
             self.pool.shutdown(wait=True)
@@ -564,19 +564,32 @@ class _Prefetch:
         )  # fmt: skip
 
     def _first(self, k: int):
+        """The first pass of chunk k: (future, offset of the chunk's roots in what it lists). After the
+        first chunk, the stamps of several chunks are taken in one command (up to STAMPS users): a
+        command's start on a busy source costs more than the listing of a dozen mailboxes' stamps."""
         with self.lock:
             if k >= len(self.chunks):
                 return None
-            fut = self.firsts.get(k)
-            if fut is None:
-                fut = self.firsts[k] = self.stamps([j.src_root for j in self.chunks[k]])
-            return fut
+            got = self.firsts.get(k)
+            if got is None:
+                last, n = k, len(self.chunks[k])
+                while k > 0 and last + 1 < len(self.chunks) and n + len(self.chunks[last + 1]) <= self.STAMPS:
+                    last, n = last + 1, n + len(self.chunks[last + 1])
+                fut = self.stamps([j.src_root for c in self.chunks[k : last + 1] for j in c])
+                off = 0
+                for i in range(k, last + 1):
+                    self.firsts[i] = (fut, off)
+                    off += len(self.chunks[i])
+                got = self.firsts[k]
+            return got
 
     def _list(self, k: int) -> dict:
         chunk = self.chunks[k]
-        first = self._first(k)
+        fut, off = self._first(k)
         self._first(k + 1)
-        outs = first.result()
+        every = fut.result()
+        outs = every[off : off + len(chunk)]
+        every[off : off + len(chunk)] = [None] * len(chunk)  # held from here on by this chunk alone
         with self.lock:
             self.firsts.pop(k, None)
         once = {r for r, n in collections.Counter(j.src_root for j in chunk).items() if n == 1}

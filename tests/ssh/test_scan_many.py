@@ -40,3 +40,15 @@ def test_scan_many_matches_scan(exec_source, tmp_path):
         assert res.now_ns is not None
     assert b"cur" not in got[1].unchanged and b".Sent/cur" in got[1].unchanged
     assert isinstance(got[3], SourceError) and "missing" in str(got[3])
+
+
+def test_stamps_taken_for_several_chunks_list_each_one_whole(exec_source, tmp_path):
+    """The first pass of several chunks in one command, the second chunk by chunk: a Maildir asked in two
+    chunks is listed whole in each (not left empty where the first pass put its entries at the first)."""
+    generate(tmp_path / "t", CorpusSpec(users=2, folders=2, messages=4, seed=3), processes=1)
+    a, b = sorted(os.fsencode(p) for p in (tmp_path / "t").glob("*/Maildir"))
+    every = exec_source.stamps_many([a, b, a]).result(30)
+    first = exec_source.lists_many(every[:2], [(a, {}), (b, {})])
+    again = exec_source.lists_many(every[2:], [(a, {})])
+    for res, root in ((first[0], a), (first[1], b), (again[0], a)):
+        assert set(res.entries) == set(LocalSource().scan(root, {}).entries)

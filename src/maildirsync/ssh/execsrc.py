@@ -175,6 +175,7 @@ class ExecSource:
         for out in outs:
             if isinstance(out, RawScan):
                 out.now_ns = now
+        _copy_repeats(outs, where)
         return outs
 
     async def _alists(self, outs: list, requests) -> list[RawScan | SourceError]:
@@ -193,9 +194,7 @@ class ExecSource:
                         second.append(start(root, e.rel))
         if second:
             await self._finds(second, f"-maxdepth 1 {MSGS}", outs, where, dirs=True)
-        for root, ks in where.items():
-            for i in ks[1:]:  # the same Maildir asked twice: the same listing
-                outs[i] = outs[ks[0]] if isinstance(outs[ks[0]], SourceError) else copy.deepcopy(outs[ks[0]])
+        _copy_repeats(outs, where)
         return outs
 
     async def _finds(self, paths: list[bytes], expr: str, outs: list, roots: dict, dirs: bool = False) -> int | None:
@@ -489,6 +488,12 @@ def _where(roots: list) -> dict:
     for i, root in enumerate(roots):
         out.setdefault(root, []).append(i)
     return out
+
+
+def _copy_repeats(outs: list, where: dict) -> None:
+    for ks in where.values():
+        for i in ks[1:]:  # the same Maildir asked twice: the same listing
+            outs[i] = outs[ks[0]] if isinstance(outs[ks[0]], SourceError) else copy.deepcopy(outs[ks[0]])
 
 
 def _split(path: bytes) -> tuple[bytes, bytes] | None:
