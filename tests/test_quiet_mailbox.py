@@ -136,6 +136,16 @@ def test_the_signature_never_changes_what_a_run_does(settled, tmp_path, change):
     assert uidlists and all((dst / p).read_bytes() == (tw / "dst" / p).read_bytes() for p in uidlists)
 
 
+def test_the_run_that_writes_leaves_the_signatures(tmp_path):
+    """It waits the few milliseconds after its last write that its stamps need to be kept: the run after
+    a first sync (or any change) is already a quiet one."""
+    src, dst, state = tmp_path / "src", tmp_path / "dst", tmp_path / "state"
+    generate(src, CorpusSpec(users=2, folders=2, messages=5, seed=6, layout="plain"), processes=1)
+    age(src)
+    assert [u.status for u in sync(src, dst, state).users] == ["changed"] * 2
+    assert all(isinstance(s.get("quiet"), list) for s in statuses(state, key_of(src, dst)).values())
+
+
 def test_no_signature_where_a_stamp_is_too_new_to_trust(tmp_path):
     src, dst, state = tmp_path / "src", tmp_path / "dst", tmp_path / "state"
     generate(src, CorpusSpec(users=1, folders=2, messages=5, seed=5, layout="plain"), processes=1)

@@ -342,7 +342,7 @@ def _sync_user(job, source, index, opts, stop, progress, scan, states_of=None, i
     res = UserResult(job.user, status, reason, plan, out, warnings, skipped=len(src.skipped),
                      renumbered=sum(out.renumbered.values()))  # fmt: skip
     sig = None
-    if status in ("ok", "changed") and not warnings and not aside and opts.stamp_dirs and not out.renumbered:
+    if status in ("ok", "changed") and not warnings and not aside and opts.stamp_dirs:  # renumbered: warned
         sig = quiet.left_quiet(job.dst_root, ident, src_raw, src, news)
     ex.batch.put_user(user, _status(res, opts, dest_id, job, sig))
     try:
@@ -967,6 +967,22 @@ def _dst_stamps(root: bytes, folder: bytes, seen=None) -> dict[bytes, int]:
     return out
 
 
+def _settle(root: bytes, folders) -> None:
+    """Wait, once per user and DST_STAMP_MARGIN_NS at most, until the cur/new this run wrote in are old
+    enough for their stamps to be kept (then read again): a folder written in the last few milliseconds
+    would otherwise be left without one, listed again by the next run, and never make its mailbox quiet."""
+    latest = 0
+    for folder in folders:
+        for sub in (b"cur", b"new"):
+            try:
+                latest = max(latest, os.stat(maildir.folder_dir(root, folder) + b"/" + sub).st_mtime_ns)
+            except OSError:
+                pass
+    wait = latest + DST_STAMP_MARGIN_NS - time.time_ns()
+    if 0 < wait <= DST_STAMP_MARGIN_NS:
+        time.sleep(wait / 1e9)
+
+
 def _record_folders(batch, user: bytes, src: listing.Mailbox, states, plan: Plan, out: Outcome, stamp_dirs: bool,
                    dst_root: bytes, work: dict, dst: listing.Mailbox) -> dict:
     """What the next run compares with: per folder worked on, the source's stamps and listings as seen,
@@ -975,6 +991,8 @@ def _record_folders(batch, user: bytes, src: listing.Mailbox, states, plan: Plan
     failed_folders = {a.folder for a, _ in out.failed} | {a.from_folder for a, _ in out.failed if a.from_folder}
     done_kinds_incomplete = out.fatal is not None or out.interrupted
     changed = {a.folder for a in out.done if a.writes} | {a.from_folder for a in out.done if a.from_folder}
+    if not done_kinds_incomplete:
+        _settle(dst_root, changed - failed_folders)
     news = dict(states)
     for folder, f in src.folders.items():
         st = states.get(folder) or FolderState()
