@@ -4,8 +4,10 @@ on either side since, a run with it does exactly what a run without it does."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -186,3 +188,38 @@ def test_over_ssh_an_unchanged_mailbox_costs_its_first_pass_only(sshd_server, se
         assert snapshot(dst) == snapshot(src)
     finally:
         source.close()
+
+
+class _WholeSeconds(local.LocalSource):
+    """A source whose clock has whole seconds (ext3, SME 8): its listing's mtimes and its now."""
+
+    def scan(self, root, known):
+        raw = super().scan(root, known)
+        raw.tops = [dataclasses.replace(e, mtime_ns=e.mtime_ns - e.mtime_ns % 10**9) for e in raw.tops]
+        raw.now_ns = time.time_ns() // 10**9 * 10**9
+        return raw
+
+
+@pytest.mark.parametrize(
+    "whole, age_ns, kept",
+    [
+        (True, 0, False),  # changed this second: another change in it would not move the stamp
+        (True, 3 * 10**9, True),
+        (False, 100_000_000, True),  # nanoseconds: a tick is all a stamp needs to be older than
+    ],
+    ids=["whole seconds, this second", "whole seconds, 3 s old", "ns, 100 ms old"],
+)
+def test_a_source_list_s_stamp_is_kept_once_older_than_its_clock_tells_apart(tmp_path, whole, age_ns, kept):
+    src, dst, state = tmp_path / "src", tmp_path / "dst", tmp_path / "state"
+    generate(src, CorpusSpec(users=1, folders=1, messages=3, seed=6, layout="plain"), processes=1)
+    age(src)
+    lst = src / "admin" / "Maildir" / "dovecot-uidlist"
+    when = time.time_ns() - age_ns
+    os.utime(lst, ns=(when, when))
+    sync(src, dst, state, source=_WholeSeconds() if whole else None)
+    idx, _ = engine.state_dir_for(state, key_of(src, dst)).open_index(readonly=True)
+    try:
+        ctl = idx.user_folders(b"admin")[b""].controls[b"dovecot-uidlist"]
+    finally:
+        idx.close()
+    assert (ctl.src_size == lst.stat().st_size) is kept and (ctl.src_size == -1) is not kept

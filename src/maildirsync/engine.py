@@ -1022,10 +1022,7 @@ def _record_folders(batch, user: bytes, src: listing.Mailbox, states, plan: Plan
             new.problems = _folder_problems(src, folder)
             if stamp_dirs and src.now_ns is not None:
                 for sub, m in f.dir_mtimes.items():
-                    # A stamp is kept once older than the source's clock can tell apart: whole seconds on
-                    # ext3 (SME 8), a tick where the filesystem keeps nanoseconds.
-                    margin = STAMP_MARGIN_NS if m % 1_000_000_000 == 0 else DST_STAMP_MARGIN_NS
-                    if m <= src.now_ns - margin:
+                    if m <= src.now_ns - _margin(m):
                         new.dir_mtimes[sub] = m
         elif st.snap:
             batch.put_lists(user, folder, None)
@@ -1033,6 +1030,12 @@ def _record_folders(batch, user: bytes, src: listing.Mailbox, states, plan: Plan
             batch.put_folder(user, folder, new)
         news[folder] = new
     return news
+
+
+def _margin(mtime_ns: int) -> int:
+    """How old a source stamp must be to be kept: older than the source's clock can tell apart, whole
+    seconds on ext3 (SME 8), a tick where the filesystem keeps nanoseconds."""
+    return STAMP_MARGIN_NS if mtime_ns % 1_000_000_000 == 0 else DST_STAMP_MARGIN_NS
 
 
 def _folder_problems(src: listing.Mailbox, folder: bytes) -> list:
@@ -1055,8 +1058,8 @@ def _record_uids(new: FolderState, ctx, src: listing.Mailbox, dst_root: bytes, f
         new.controls.pop(UIDLIST, None)  # merge again next run
         return
     size, mtime = ctx.src_stamp
-    if size != ABSENT and (src.now_ns is None or mtime > src.now_ns - STAMP_MARGIN_NS):
-        size = -1  # changed too recently to trust the stamp (whole-second mtimes on old sources)
+    if size != ABSENT and (src.now_ns is None or mtime > src.now_ns - _margin(mtime)):
+        size = -1  # changed too recently to trust the stamp
     try:
         with open(maildir.folder_dir(dst_root, folder) + b"/" + UIDLIST, "rb") as f:
             st = os.fstat(f.fileno())
