@@ -521,7 +521,7 @@ class _Prefetch:
 
     def close(self) -> None:
         with self.lock:
-            for fut, _ in self.firsts.values():
+            for fut, _, _ in self.firsts.values():
                 fut.cancel()  # the first pass of a chunk no one reached (an interrupted run)
         if self.pool is not None:
             self.pool.shutdown(wait=True)
@@ -578,15 +578,15 @@ class _Prefetch:
                 fut = self.stamps([j.src_root for c in self.chunks[k : last + 1] for j in c])
                 off = 0
                 for i in range(k, last + 1):
-                    self.firsts[i] = (fut, off)
+                    self.firsts[i] = (fut, off, last)
                     off += len(self.chunks[i])
                 got = self.firsts[k]
             return got
 
     def _list(self, k: int) -> dict:
         chunk = self.chunks[k]
-        fut, off = self._first(k)
-        self._first(k + 1)
+        fut, off, last = self._first(k)
+        self._first(last + 1)  # the stamps after these are taken while these are worked on
         every = fut.result()
         outs = every[off : off + len(chunk)]
         every[off : off + len(chunk)] = [None] * len(chunk)  # held from here on by this chunk alone
