@@ -24,7 +24,7 @@ from .executor import Executor, Outcome, clean_tmp
 from .index import Ctl, FolderState, Index, StateDir
 from .plan import ADOPT, CONFLICT, CONTROL, COPY, DELETE, FETCH, MOVE, REFETCH, RENAME, Inputs, Options, Plan, make_plan
 from .quiet import ABSENT, uidlist_as_left
-from .transport import DIR, FILE, RawScan, Source, SourceError, read_many, records
+from .transport import FILE, RawScan, Source, SourceError, read_many, records
 from .uidlist import NAME as UIDLIST
 from .uidplan import plan_uids
 
@@ -238,6 +238,8 @@ def _sync_user(job, source, index, opts, stop, progress, scan, states_of=None, i
             if same is not None:
                 return same
         states = states_now()
+        if src_raw.pending:  # listed as if unchanged (its stamps said so), and it is not: list it whole
+            src_raw = source.scan(job.src_root, _known(states))
         src = listing.build(src_raw, messages=False)
     except SourceError as e:
         # Asked only now: a round trip per user is a second on a slow link, for the rare missing mailbox.
@@ -372,17 +374,17 @@ def _as_left(job: UserJob, index: Index, opts: RunOptions, src_raw: RawScan, exp
              dest_id: str) -> UserResult | None:  # fmt: skip
     """The user's result if the mailbox is, on both sides, as the last run left it (quiet.py), else None."""
     user = job.user.encode()
-    if not isinstance(expect, list) or len(expect) != 2 or quiet.source_sig(src_raw, ident) != expect[0]:
+    if not isinstance(expect, list) or len(expect) != 3 or quiet.source_sig(src_raw, ident) != expect[0]:
         return None
     if index.in_flight(user):
         return None  # a run of ours was cut short there: its tmp/ is to be cleaned, its records checked
-    src = listing.build(src_raw, messages=False)
     try:
-        if quiet.dest_sig(quiet.dest_glance(job.dst_root, src)) != expect[1]:
-            return None
-    except SourceError:
+        folders = [f.encode("latin-1") for f in expect[2]]
+    except (TypeError, AttributeError, UnicodeError):  # a record no run of ours wrote
         return None
-    res = UserResult(job.user, "ok", plan=Plan(sep=src.sep))
+    if quiet.dest_sig(quiet.dest_stamps(job.dst_root, folders)) != expect[1]:
+        return None
+    res = UserResult(job.user, "ok", plan=Plan())
     if not opts.dry_run:
         batch = index.batch()
         batch.put_user(user, _status(res, opts, dest_id, job, expect))
@@ -559,7 +561,7 @@ class _Prefetch:
         prev = self.status(job)
         expect = (prev or {}).get("quiet")
         return (
-            isinstance(raw, RawScan) and isinstance(expect, list) and not self.identity(job)[0]
+            isinstance(raw, RawScan) and isinstance(expect, list) and len(expect) == 3 and not self.identity(job)[0]
             and quiet.source_sig(raw, _sig_ident(job, self.opts)) == expect[0]
         )  # fmt: skip
 
@@ -596,8 +598,8 @@ class _Prefetch:
         requests, left = [], set()
         for j, raw in zip(chunk, outs):
             if j.src_root in once and self._as_left(j, raw):
-                left.add(j.src_root)  # every cur/new taken as known: nothing more is read of it
-                requests.append((j.src_root, {e.rel: e.mtime_ns for e in raw.tops if e.kind == DIR}))
+                left.add(j.src_root)  # its first pass is all that is read of it, and left as printed
+                requests.append((j.src_root, None))
             else:
                 requests.append((j.src_root, _known(self.states(j))))
         results = self.source.lists_many(outs, requests)

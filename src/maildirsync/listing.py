@@ -64,6 +64,8 @@ def split_rel(rel: bytes) -> tuple[bytes, bytes]:
 
 def build(raw: RawScan, messages: bool = True) -> Mailbox:
     """The view of a listing; with ``messages``, every record of every cur/new becomes a :class:`Msg`."""
+    if raw.pending:  # its cur/new would look empty, their messages deleted
+        raise RuntimeError("internal: a listing's first pass alone taken for the whole listing")
     box = Mailbox(errors=list(raw.errors), rejected=list(raw.rejected), now_ns=raw.now_ns, dirs=raw.dirs)
     box.sep = detect_separator(raw.dirs)
     top_dirs = {e.rel for e in raw.tops if e.kind == DIR and b"/" not in e.rel}

@@ -2,22 +2,25 @@
 
 A quiet folder costs a few stamps: its cur/new mtimes and control files, on both sides, against the
 folder state the last run recorded. A quiet mailbox costs less: the run that left it records one
-signature of everything those stamps are (the source's first-pass listing, the destination's glance),
-and a later run that finds both the same says "ok" for the user without decoding a folder state, building
-a listing or planning. A run with nothing changed is then the two listings and two hashes per user. The
-signature is written only where every folder would be found quiet from these very stamps, so it can
-never say "nothing to do" where the per-folder path would find something.
+signature of everything those stamps are (the source's first-pass listing as the source printed it, the
+destination's cur, new and dovecot-uidlist of each folder), and a later run that finds both the same says
+"ok" for the user without decoding a folder state, building a listing or planning: a run with nothing
+changed is the first pass, three lstat(2) per folder and two hashes per user. The signature is written
+only where every folder would be found quiet from these very stamps, so it can never say "nothing to do"
+where the per-folder path would find something.
 """
 
 from __future__ import annotations
 
+import os
+import stat
+
 import xxhash
 
-from . import listing, maildir, views
+from . import listing, maildir
 from .index import FolderState
-from .maildir import FileKind
 from .plan import same_mtime
-from .transport import RawScan, SourceError
+from .transport import RawScan
 from .uidlist import NAME as UIDLIST
 
 ABSENT = -2  # a Ctl size meaning "there was no such file"
@@ -69,54 +72,70 @@ def source_sig(raw: RawScan, ident: bytes) -> str | None:
     had trouble: that is said again by the per-folder path."""
     if raw.errors or raw.rejected:
         return None
-    return _tops_hash(raw.tops, ident, cache_stamps=True)
+    if raw.digest is not None:  # the records as the source printed them, hashed as they came
+        return xxhash.xxh3_128_hexdigest(ident + b"\0" + raw.digest.encode())
+    return _tops_hash(raw.settle().tops, ident)
 
 
-def dest_glance(root: bytes, src: listing.Mailbox) -> RawScan:
-    """What of the destination mailbox its signature covers: the root's entries, and of each folder the
-    source has, its cur/new and the control files the source has, dovecot-uidlist and dovecot.index."""
-    names = {UIDLIST, b"dovecot.index"}
-    return views.dest_tops(root, {f: set(sf.controls) | names for f, sf in src.folders.items() if f})
+GLANCED = (b"cur", b"new", UIDLIST)  # of each folder: all that makes it quiet on the destination side
 
 
-def dest_sig(raw: RawScan) -> str | None:
-    if raw.errors or raw.rejected:
-        return None
-    # Dovecot's own index files change whenever the destination's Dovecot opens the folder; only whether
-    # they are there counts (listing.Folder.has_index), not their stamps.
-    return _tops_hash(raw.tops, b"", cache_stamps=False)
+def dest_stamps(root: bytes, folders) -> dict:
+    """folder -> what the destination holds at its cur, new and dovecot-uidlist: (type, size, mtime) or
+    None each. Nothing else there decides whether a folder is quiet (engine._folder_work): Dovecot's own
+    index files, or a control file it rewrote, change nothing a quiet folder's run does."""
+    out = {}
+    for folder in folders:
+        d = maildir.folder_dir(root, folder) + b"/"
+        got = []
+        for name in GLANCED:
+            try:
+                st = os.lstat(d + name)
+            except OSError:
+                got.append(None)
+                continue
+            got.append((stat.S_IFMT(st.st_mode), st.st_size if stat.S_ISREG(st.st_mode) else 0, st.st_mtime_ns))
+        out[folder] = tuple(got)
+    return out
 
 
-def _tops_hash(tops, ident: bytes, cache_stamps: bool) -> str:
+def dest_sig(stamps: dict) -> str:
+    h = xxhash.xxh3_128()
+    for folder in sorted(stamps):
+        h.update(b"%s\0%r\0" % (folder, stamps[folder]))
+    return h.hexdigest()
+
+
+def _dest_quiet(st: FolderState, got) -> bool:
+    cur, new, lst = got
+    dirs = {sub: g[2] for sub, g in ((b"cur", cur), (b"new", new)) if g is not None and g[0] == stat.S_IFDIR}
+    if not dirs or dirs != st.dst_mtimes:
+        return False
+    return uidlist_as_left(st, (lst[1], lst[2]) if lst is not None and lst[0] == stat.S_IFREG else None, source_side=False)
+
+
+def _tops_hash(tops, ident: bytes) -> str:
     h = xxhash.xxh3_128(ident)
     for e in sorted(tops, key=lambda e: e.rel):
-        size, mtime = e.size, e.mtime_ns
-        if not cache_stamps and maildir.classify(e.rel.rpartition(b"/")[2]) is FileKind.CACHE:
-            size = mtime = 0
-        h.update(b"%s\0%s\0%d\0%d\0" % (e.rel, e.kind.encode(), size, mtime))
+        h.update(b"%s\0%s\0%d\0%d\0" % (e.rel, e.kind.encode(), e.size, e.mtime_ns))
     return h.hexdigest()
 
 
 def left_quiet(root: bytes, ident: bytes, src_raw: RawScan, src: listing.Mailbox, news: dict) -> list | None:
     """After a run: the mailbox's signature if the next run would find every folder quiet, given that
     neither side changes meanwhile (``news``: folder -> the state this run leaves, of every folder the
-    index keeps for the user). Takes a fresh glance at the destination, as this run left it."""
+    index keeps for the user). Looks at the destination afresh, as this run left it, and decides on what
+    that look saw, which is what the signature holds."""
     if src.errors or src.rejected or src.skipped or set(news) != set(src.folders):
         return None
     ssig = source_sig(src_raw, ident)
-    try:
-        got = dest_glance(root, src)
-    except SourceError:
+    if ssig is None:
         return None
-    dsig = dest_sig(got)
-    if ssig is None or dsig is None:
-        return None
-    dst = listing.build(got, messages=False)
-    files = dst_files(dst)
+    stamps = dest_stamps(root, src.folders)
     for folder, sf in src.folders.items():
-        st, df = news[folder], dst.folders.get(folder)
-        if not st.snap or st.problems or df is None or st.dir_mtimes != sf.dir_mtimes:
+        st = news[folder]
+        if not st.snap or st.problems or st.dir_mtimes != sf.dir_mtimes or not source_quiet(st, sf, set(sf.dir_mtimes)):
             return None
-        if df.dir_mtimes != st.dst_mtimes or not folder_quiet(st, sf, df, files, folder, set(sf.dir_mtimes)):
+        if not _dest_quiet(st, stamps[folder]):
             return None
-    return [ssig, dsig]
+    return [ssig, dest_sig(stamps), sorted(f.decode("latin-1") for f in src.folders)]

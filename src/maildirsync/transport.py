@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import stat
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -56,6 +56,20 @@ class RawScan:
     unchanged: set[bytes] = field(default_factory=set)
     now_ns: int | None = None  # the source's clock when the scan began, if the transport knows it
     files: dict[bytes, bytes | None] = field(default_factory=dict)  # small files read whole with the listing
+    # A first pass not yet made into ``tops`` (records as the transport printed them, and its parser): a
+    # mailbox its stamps show as the last run left it (quiet.py) needs none of them as objects. ``digest``
+    # is of those records as printed.
+    pending: list[bytes] = field(default_factory=list)
+    parser: Callable[[bytes], RawEntry] | None = None
+    digest: str | None = None
+
+    def settle(self) -> RawScan:
+        """``tops`` made from what is pending; then this listing is whole as its first pass."""
+        if self.pending:
+            assert self.parser is not None
+            self.tops.extend(map(self.parser, self.pending))
+            self.pending = []
+        return self
 
     @property
     def entries(self) -> list[RawEntry]:

@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import asyncssh
+import xxhash
 
 from ..transport import CHUNK, DIR, FILE, LINK, OTHER, Fetched, RawEntry, RawScan, SourceError, encode, parse_mtime
 from .bridge import Abandoned, Pipe
@@ -158,8 +159,9 @@ class ExecSource:
         decide from these stamps what :meth:`lists_many` is to read."""
         return asyncio.run_coroutine_threadsafe(self._astamps(list(roots)), self.c.loop)
 
-    def lists_many(self, outs: list, requests: Sequence[tuple[bytes, Mapping[bytes, int]]]) -> list:
-        """The second pass, into ``outs`` (what :meth:`stamps_many` gave for the same roots)."""
+    def lists_many(self, outs: list, requests: Sequence[tuple[bytes, Mapping[bytes, int] | None]]) -> list:
+        """The second pass, into ``outs`` (what :meth:`stamps_many` gave for the same roots). A root asked
+        with ``None`` for its known stamps is left as its first pass found it (``pending``)."""
         return self.c.run(self._alists(outs, list(requests)))
 
     async def _ascan_many(self, requests) -> list[RawScan | SourceError]:
@@ -183,9 +185,9 @@ class ExecSource:
         second = []
         for i, (root, known) in enumerate(requests):
             out = outs[i]
-            if isinstance(out, SourceError) or where[root][0] != i:
-                continue
-            for e in out.tops:
+            if isinstance(out, SourceError) or where[root][0] != i or known is None:
+                continue  # (known None: the caller wants this one's first pass alone, as it is)
+            for e in out.settle().tops:
                 name = e.rel.rsplit(b"/", 1)[-1]
                 if e.kind == DIR and name in (b"cur", b"new") and (e.rel.count(b"/") == 0 or e.rel.startswith(b".")):
                     if known.get(e.rel) == e.mtime_ns:
@@ -508,7 +510,7 @@ def _parse_finds(data: bytes, outs: list, roots: dict, groups: list, dirs: bool)
     now = None
     status = 0
     out: RawScan | None = None
-    root = None
+    root = prefix = None
     rel = None  # the cur/new whose records follow
     group: list = []
     for chunk in data.split(b"\0/"):
@@ -523,12 +525,22 @@ def _parse_finds(data: bytes, outs: list, roots: dict, groups: list, dirs: bool)
                 now = None
         elif tag == b"R":
             group = groups[int(head[2:])]
-            out = root = rel = None
+            out = root = rel = prefix = None
         elif tag == b"S":
             status = int(head[2:])
         elif tag == b"E":
             _group_errors(head[2:], status, group, outs, roots)
             out = None
+        elif not dirs:
+            # The first pass is kept as printed, its records made objects only if needed (RawScan.pending):
+            # here only which mailbox each is of, the same as the record before's for all but the first.
+            path = head.split(b" ", 3)[-1]
+            if root is None or not path.startswith(prefix) or path.rfind(b"/./") != len(prefix) - 3:
+                root = _root_of(head, roots)
+                prefix = root + b"/./"
+                out = outs[roots[root][0]]
+            if isinstance(out, RawScan):
+                out.pending.append(head)
         else:
             under, e = parse_top(head)
             if under not in roots:
@@ -539,17 +551,31 @@ def _parse_finds(data: bytes, outs: list, roots: dict, groups: list, dirs: bool)
                 rel = None
             if not isinstance(out, RawScan):
                 continue
-            if not dirs:
-                out.tops.append(e)
             elif rel is not None and e.rel.startswith(rel + b"/"):
                 # A directory inside a cur/new: one of its entries, not messages of its own.
                 out.dirs[rel] += encode(e.rel[len(rel) + 1 :], DIR, e.size, e.mtime_ns)
             else:
                 rel = e.rel
                 out.dirs[rel] = b""
-            if rest and dirs and rel is not None:
+            if rest and rel is not None:
                 out.dirs[rel] += rest + b"\0"
+    if not dirs:
+        for out in outs:
+            if isinstance(out, RawScan) and out.pending and out.digest is None:
+                out.digest = xxhash.xxh3_128_hexdigest(b"\0".join(out.pending))
+                out.parser = _entry
     return now
+
+
+def _root_of(rec: bytes, roots: dict) -> bytes:
+    under, e = parse_top(rec)
+    if under not in roots:
+        raise ProtocolError(f"find printed {e.rel[:200]!r} under {under[:200]!r}, which is no Maildir asked for")
+    return under
+
+
+def _entry(rec: bytes) -> RawEntry:
+    return parse_top(rec)[1]
 
 
 def _group_errors(stderr: bytes, status: int, group: list, outs: list, roots: dict) -> None:
