@@ -150,3 +150,25 @@ def test_tar_stream_from_python_tarfile_with_long_name():
         return out
 
     assert asyncio.run(members()) == [(b"./" + b"n" * 150, b"long"), (b"./short", b"")]
+
+
+@pytest.mark.parametrize("missing", [(), ("ionice",), ("nice",), ("gzip",), ("nice", "ionice", "gzip")],
+                         ids=["all there", "no ionice", "no nice", "no gzip", "none"])  # fmt: skip
+def test_the_probe_finds_each_tool_there_and_no_other(tmp_path, missing):
+    """The probe asks for nice, ionice and gzip in one chain, and each alone only where the chain fails:
+    it must say exactly which are there."""
+    import shutil
+    import subprocess
+
+    from maildirsync.ssh.execsrc import PROBE, parse_probe
+
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    for tool in ("sh", "find", "tar", "gzip", "nice", "ionice", "true", "echo"):
+        where = shutil.which(tool)
+        if where and tool not in missing:
+            (bin_ / tool).symlink_to(where)
+    p = subprocess.run([str(bin_ / "sh"), "-c", PROBE], capture_output=True, env={"PATH": str(bin_)})
+    tools = parse_probe(p.returncode, p.stdout)
+    assert tools is not None
+    assert (tools.gzip, tools.nice, tools.ionice) == tuple(t not in missing for t in ("gzip", "nice", "ionice"))
