@@ -148,8 +148,11 @@ def run(
     except BaseException:
         state.release()  # an early page walk (StateDir.check_ahead) is not left running
         raise
+    scans = _Prefetch(jobs, source, opts)
     try:
+        scans.begin()  # the source lists while the index opens
         index, note = state.open_index(readonly=opts.dry_run)
+        scans.index = index
         result = RunResult([], opts.dry_run, notes=[note] if note else [])
         try:
             if opts.pair is not None and not opts.dry_run:
@@ -158,7 +161,6 @@ def run(
                 b.put_meta(b"destination", opts.pair[1].encode("utf-8", "surrogateescape"))
                 b.commit()
 
-            scans = _Prefetch(jobs, source, index, opts)
 
             def one(job: UserJob) -> UserResult:
                 if stop.is_set():
@@ -186,6 +188,7 @@ def run(
         result.interrupted = stop.is_set()
         return result
     finally:
+        scans.close()
         state.release()
 
 
@@ -504,7 +507,7 @@ class _Prefetch:
 
     FIRST, CHUNK, STAMPS = 4, 16, 64
 
-    def __init__(self, jobs: Sequence[UserJob], source: Source, index: Index, opts: RunOptions):
+    def __init__(self, jobs: Sequence[UserJob], source: Source, opts: RunOptions, index: Index | None = None):
         self.stamps = getattr(source, "stamps_many", None)
         self.source, self.index, self.opts = source, index, opts
         self.chunks: list[list[UserJob]] = []
@@ -521,10 +524,17 @@ class _Prefetch:
         self._identities: dict[bytes, tuple] = {}
         self._status: dict[bytes, dict | None] = {}
 
+    def begin(self) -> None:
+        """Start the first passes of the first chunks (they need nothing of the index)."""
+        if self.stamps is not None and self.chunks:
+            _, _, last = self._first(0)
+            self._first(last + 1)
+
     def close(self) -> None:
         with self.lock:
             for fut, _, _ in self.firsts.values():
                 fut.cancel()  # the first pass of a chunk no one reached (an interrupted run)
+            self.firsts.clear()
         if self.pool is not None:
             self.pool.shutdown(wait=True)
 
