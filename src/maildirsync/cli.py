@@ -602,7 +602,22 @@ def verify_cmd(
     raise typer.Exit(1 if any(r.failed for r in results) else 0)
 
 
+def _few_heaps() -> None:
+    """At most two malloc arenas (glibc's default is eight per core): the worker threads' freed memory is
+    then given back to one heap the next allocation reuses, instead of kept in a heap per thread (6 MB of
+    peak RSS on the medium bench). Before any thread starts; a no-op where libc is not glibc."""
+    if os.environ.get("MALLOC_ARENA_MAX"):
+        return  # the administrator's own setting
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).mallopt(-8, 2)  # M_ARENA_MAX
+    except (OSError, AttributeError):
+        pass
+
+
 def main() -> None:
+    _few_heaps()
     profile = os.environ.get("MAILDIRSYNC_PROFILE")  # where the time goes: bench/README.md
     if profile:
         from .profiling import ThreadProfiles
