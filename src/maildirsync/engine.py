@@ -161,7 +161,6 @@ def run(
                 b.put_meta(b"destination", opts.pair[1].encode("utf-8", "surrogateescape"))
                 b.commit()
 
-
             def one(job: UserJob) -> UserResult:
                 if stop.is_set():
                     return UserResult(job.user, "failed", "not started: interrupted")
