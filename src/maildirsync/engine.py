@@ -236,7 +236,7 @@ def _sync_user(job, source, index, opts, stop, progress, scan, states_of=None, i
         src_raw = scan(job, lambda: _known(states_now()))
         expect = None if aside else (prev or {}).get("quiet")
         if expect is not None:
-            same = _as_left(job, index, opts, src_raw, expect, ident, dest_id)
+            same = _as_left(job, index, opts, src_raw, expect, ident, dest_id, seen_id)
             if same is not None:
                 return same
         states = states_now()
@@ -373,7 +373,7 @@ def _sig_ident(job: UserJob, opts: RunOptions) -> bytes:
 
 
 def _as_left(job: UserJob, index: Index, opts: RunOptions, src_raw: RawScan, expect, ident: bytes,
-             dest_id: str) -> UserResult | None:  # fmt: skip
+             dest_id: str, seen_id: str | None) -> UserResult | None:  # fmt: skip
     """The user's result if the mailbox is, on both sides, as the last run left it (quiet.py), else None."""
     user = job.user.encode()
     if not isinstance(expect, list) or len(expect) != 3 or quiet.source_sig(src_raw, ident) != expect[0]:
@@ -388,6 +388,7 @@ def _as_left(job: UserJob, index: Index, opts: RunOptions, src_raw: RawScan, exp
         return None
     res = UserResult(job.user, "ok", plan=Plan())
     if not opts.dry_run:
+        _write_identity(job.dst_root, dest_id, opts.owner, seen_id)  # (an index older than identities)
         batch = index.batch()
         batch.put_user(user, _status(res, opts, dest_id, job, expect))
         try:
