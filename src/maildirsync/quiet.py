@@ -50,10 +50,10 @@ def source_quiet(st: FolderState, sf: listing.Folder, unchanged: set | None = No
     return uidlist_as_left(st, sf.controls.get(UIDLIST), source_side=True)
 
 
-def folder_quiet(st: FolderState, sf, df, dst_files: dict, folder: bytes, unchanged: set | None = None) -> bool:
+def folder_quiet(st: FolderState, sf, df, dst_files: dict, folder: bytes) -> bool:
     """Both sides, given that the destination's cur/new mtimes are the ones recorded."""
     return (
-        source_quiet(st, sf, unchanged)
+        source_quiet(st, sf)
         and set(df.dir_mtimes) == set(st.dst_mtimes)
         and uidlist_as_left(st, dst_files.get(maildir.in_folder(folder, UIDLIST)), source_side=False)
     )  # fmt: skip
@@ -111,7 +111,8 @@ def _dest_quiet(st: FolderState, got) -> bool:
     dirs = {sub: g[2] for sub, g in ((b"cur", cur), (b"new", new)) if g is not None and g[0] == stat.S_IFDIR}
     if not dirs or dirs != st.dst_mtimes:
         return False
-    return uidlist_as_left(st, (lst[1], lst[2]) if lst is not None and lst[0] == stat.S_IFREG else None, source_side=False)
+    now = (lst[1], lst[2]) if lst is not None and lst[0] == stat.S_IFREG else None
+    return uidlist_as_left(st, now, source_side=False)
 
 
 def _tops_hash(tops, ident: bytes) -> str:
@@ -134,8 +135,8 @@ def left_quiet(root: bytes, ident: bytes, src_raw: RawScan, src: listing.Mailbox
     stamps = dest_stamps(root, src.folders)
     for folder, sf in src.folders.items():
         st = news[folder]
-        if not st.snap or st.problems or st.dir_mtimes != sf.dir_mtimes or not source_quiet(st, sf, set(sf.dir_mtimes)):
+        if not st.snap or st.problems or st.dir_mtimes != sf.dir_mtimes:
             return None
-        if not _dest_quiet(st, stamps[folder]):
+        if not source_quiet(st, sf, set(sf.dir_mtimes)) or not _dest_quiet(st, stamps[folder]):
             return None
     return [ssig, dest_sig(stamps), sorted(f.decode("latin-1") for f in src.folders)]
