@@ -545,15 +545,13 @@ def _parse_finds(data: bytes, outs: list, roots: dict, groups: list, dirs: bool)
             # here only which mailbox each is of, the same as the record before's for all but the first.
             path = head.split(b" ", 3)[-1]
             if root is None or not path.startswith(prefix) or path.rfind(b"/./") != len(prefix) - 3:
-                root = _root_of(head, roots)
+                root = _top_in(head, roots)[0]
                 prefix = root + b"/./"
                 out = outs[roots[root][0]]
             if isinstance(out, RawScan):
                 out.pending.append(head)
         else:
-            under, e = parse_top(head)
-            if under not in roots:
-                raise ProtocolError(f"find printed {e.rel[:200]!r} under {under[:200]!r}, which is no Maildir asked for")
+            under, e = _top_in(head, roots)
             if under != root:
                 root = under
                 out = outs[roots[root][0]]
@@ -576,11 +574,12 @@ def _parse_finds(data: bytes, outs: list, roots: dict, groups: list, dirs: bool)
     return now
 
 
-def _root_of(rec: bytes, roots: dict) -> bytes:
+def _top_in(rec: bytes, roots: dict) -> tuple[bytes, RawEntry]:
+    """parse_top, of an entry under one of the Maildirs asked for."""
     under, e = parse_top(rec)
     if under not in roots:
         raise ProtocolError(f"find printed {e.rel[:200]!r} under {under[:200]!r}, which is no Maildir asked for")
-    return under
+    return under, e
 
 
 def _entry(rec: bytes) -> RawEntry:
