@@ -65,3 +65,13 @@ def test_listing_problems_passes_plain_bytes(byte):
     box = listing.Mailbox()
     listing.problems(box, b".Sent/cur", _record(b"17.M" + bytes([byte]) + b"x:2,S") + b"\0")
     assert box.rejected == box.skipped == []
+
+
+def test_bases_of_is_what_parse_name_says():
+    rnd = random.Random(11)
+    parts = [b"1", b"1.M", b":", b"2,", b"S", b"!", b",S=9", b"x"]
+    for _ in range(2000):
+        names = [b"".join(rnd.choice(parts) for _ in range(rnd.randint(1, 5))) for _ in range(rnd.randint(0, 6))]
+        sep = rnd.choice([b":", b"!"])
+        blob = b"".join(n + b"\0" for n in names)
+        assert views.bases_of(blob, sep) == {maildir.parse_name(n, sep).base for n in names} - {b""}

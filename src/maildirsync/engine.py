@@ -865,8 +865,8 @@ def _lookup_others(index: Index, user: bytes, root: bytes, work: dict, recs: dic
         names = [v for k, v in (lists or {}).items() if k[:1] == views.DST]
         if not names:
             return bases
-        blob = b"\0" + b"".join(names)
-        return [b for b in bases if b"\0" + b + sep in blob or b"\0" + b + b"\0" in blob]
+        left = views.bases_of(b"".join(names), sep)
+        return [b for b in bases if b in left]
 
     def load() -> dict:
         new = {b for f, sf in src.folders.items() for b in sf.msgs if b not in recs.get(f, {})}

@@ -197,6 +197,18 @@ def complete(w: FolderWork, folder: bytes, src: Mailbox, dst: Mailbox, recs: Dic
                 df.msgs[base] = Msg(sub, n, st.st_size, st.st_mtime_ns, maildir.parse_name(n, sep))
 
 
+def bases_of(names: bytes, sep: bytes) -> Set[bytes]:
+    """The bases of the names in a names blob, as :func:`maildir.parse_name` splits them (on the last
+    separator), at the cost of one split per name: a folder is asked this once for all the bases new in
+    its user's mailbox, where a search per base in the blob cost a tenth of a run after 1 % new."""
+    out = set()
+    for n in names.split(b"\0"):
+        head, s, _ = n.rpartition(sep)
+        out.add(head if s else n)
+    out.discard(b"")
+    return out
+
+
 def names_with_base(blobs: Dict[bytes, bytes], base: bytes, sep: bytes) -> List[tuple]:
     """(sub, name) of each name of ``base`` in these names blobs (by subdir). Searched for in the blob, not
     parsed name by name: a message moved in makes its folder ask this for one or two bases, and parsing
