@@ -143,3 +143,35 @@ def test_inprocess_server_has_no_exec_so_sftp_is_chosen(inprocess_server):
         assert isinstance(src, SftpSource)
     finally:
         src.close()
+
+
+def test_a_server_refusing_sftp_still_gets_its_exec_reader(sshd_server, monkeypatch):
+    """open_source starts the SFTP channel beside the probe: a refusal there is said at first use (an
+    exec reader needs SFTP for little), never made the connection's failure."""
+    import asyncssh
+
+    async def refused(self):
+        raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, "no sftp here")
+
+    monkeypatch.setattr(Connection, "sftp", refused)
+    s = sshd_server
+    src = open_source(s.host, s.port, "root", s.client_key, s.known_hosts)
+    try:
+        assert isinstance(src, ExecSource)
+        assert src.scan_many([(b"/nonexistent-maildir", {})])[0] is not None
+    finally:
+        src.close()
+
+
+def test_asyncssh_is_loaded_without_x509():
+    """Start-up: X.509 support (all of cryptography.x509, and pyOpenSSL, which is not even a dependency)
+    is never needed against an OpenSSH server, and is not imported; nor is it left blocked."""
+    import subprocess
+    import sys
+
+    code = ("import sys, maildirsync.ssh, asyncssh.public_key as pk; "
+            "print('cryptography.x509' in sys.modules, pk._x509_available, "
+            "sys.modules.get('asyncssh.crypto.x509', 'absent'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "False", "absent"]

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
 import warnings
 from pathlib import Path
 
@@ -13,19 +15,31 @@ warnings.filterwarnings("ignore", message="Python 3.8 is no longer supported")
 
 
 def _import_asyncssh() -> None:
-    """asyncssh looks for liboqs (for sntrup761 key exchange, which we never offer) with
-    ctypes.util.find_library, which runs ldconfig and gcc: a twentieth of a second at every start."""
+    """asyncssh, without what costs every start and that no run of ours uses.
+
+    It looks for liboqs (for sntrup761 key exchange, which we never offer) with ctypes.util.find_library,
+    which runs ldconfig and gcc: a twentieth of a second. And it loads X.509 certificate support, which
+    an OpenSSH server never offers and which imports all of cryptography.x509 (30 ms); asyncssh imports
+    that module under ``try``, so a ``None`` in sys.modules makes it do without, as where it is absent."""
     import ctypes.util
 
     find = ctypes.util.find_library
     ctypes.util.find_library = lambda name: None if name in ("oqs", "liboqs") else find(name)
+    blocked = "asyncssh" not in sys.modules and X509 not in sys.modules
+    if blocked:
+        sys.modules[X509] = None  # type: ignore[assignment]
     try:
         import asyncssh  # noqa: F401
     finally:
         ctypes.util.find_library = find
+        if blocked and sys.modules.get(X509, 0) is None:
+            del sys.modules[X509]  # (anyone asking later gets the real module)
 
 
+X509 = "asyncssh.crypto.x509"
 _import_asyncssh()
+
+import asyncssh  # noqa: E402  (imported above, without what it need not load)
 
 from .connection import DEFAULT_KEY, DEFAULT_KNOWN_HOSTS, STATE_DIR, Connection, Target
 from .errors import (
@@ -41,7 +55,7 @@ from .errors import (
     SetupError,
     SshError,
 )
-from .execsrc import ExecSource, probe
+from .execsrc import ExecSource, Tools, probe
 from .sftp import SftpSource
 
 __all__ = [
@@ -78,7 +92,7 @@ def open_source(
     conn = Connection(target, retries=retries, retry_delay=retry_delay, max_channels=max_channels,
                       bwlimit=bwlimit).open()
     try:
-        tools = conn.run(probe(conn)) if transport != "sftp" else None
+        tools = conn.run(_ready(conn, transport != "sftp"))
         if tools is not None:
             return ExecSource(conn, tools=tools)
         if transport == "exec":
@@ -87,6 +101,20 @@ def open_source(
     except BaseException:
         conn.close()
         raise
+
+
+async def _ready(conn: Connection, exec_too: bool) -> Tools | None:
+    """The probe (if asked), and the SFTP channel every run uses started beside it: the first session of
+    a connection waits on the server for its own start (40 ms on a local sshd), so both wait it together.
+    An SFTP channel the server refuses is not this step's business: its first use says why."""
+    sftp = asyncio.ensure_future(conn.sftp())
+    try:
+        return await probe(conn) if exec_too else None
+    finally:
+        try:
+            await sftp
+        except (asyncssh.Error, OSError):
+            pass
 
 
 def setup(*args, **kwargs):
