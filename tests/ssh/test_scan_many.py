@@ -52,3 +52,36 @@ def test_stamps_taken_for_several_chunks_list_each_one_whole(exec_source, tmp_pa
     again = exec_source.lists_many(every[2:], [(a, {})])
     for res, root in ((first[0], a), (first[1], b), (again[0], a)):
         assert set(res.entries) == set(LocalSource().scan(root, {}).entries)
+
+
+def test_the_first_passes_ahead_are_on_the_source_together():
+    """A first pass is a find that takes the source a millisecond per mailbox: the run starts the first
+    AHEAD + 1 commands' at once (their times overlap, not add up), and one more each time a chunk is
+    taken, never more than that ahead (what is held stays bounded)."""
+    import concurrent.futures
+
+    from maildirsync import engine
+
+    class Recording:
+        def __init__(self):
+            self.calls = []
+
+        def stamps_many(self, roots):
+            self.calls.append(list(roots))
+            fut = concurrent.futures.Future()
+            fut.set_result([SourceError("not read in this test") for _ in roots])
+            return fut
+
+    jobs = [engine.UserJob(f"u{i:03d}", b"/src/u%03d" % i, b"/dst/u%03d" % i) for i in range(300)]
+    src = Recording()
+    pf = engine._Prefetch(jobs, src, engine.RunOptions())
+    pf.begin()
+    sizes = [len(c) for c in src.calls]
+    assert len(sizes) == pf.AHEAD + 1 and sizes[0] == pf.FIRST and all(n <= pf.STAMPS for n in sizes)
+    started = sum(sizes)
+    pf._first(1)  # what the list thread asks when it takes chunk 1: nothing new, it is on its way
+    assert sum(len(c) for c in src.calls) == started
+    pf._ahead(1)
+    assert len(src.calls) == pf.AHEAD + 2
+    asked = [r for c in src.calls for r in c]
+    assert asked == [j.src_root for j in jobs[: len(asked)]]  # in order, each once
