@@ -75,6 +75,28 @@ def test_an_unchanged_mailbox_is_answered_from_its_signature(settled, monkeypatc
     assert planned == ["arossi"] and sum(u.counts()["new"] for u in r.users) == 1
 
 
+# What the source's Dovecot writes whenever a client opens a folder, mail unchanged.
+DOVECOT_WRITES = {
+    "dovecot.index.log": lambda box: _append(box / "dovecot.index.log", b"opened"),
+    "a folder's dovecot.index.cache": lambda box: put(sorted(box.glob(".*"))[0], "dovecot.index.cache", b"cache"),
+    "dovecot.list.index": lambda box: put(box, "dovecot.list.index", b"list"),
+}
+
+
+@pytest.mark.parametrize("write", list(DOVECOT_WRITES))
+def test_the_source_dovecot_opening_a_folder_leaves_the_mailbox_quiet(settled, monkeypatch, write):
+    """A live source's Dovecot rewrites its index files as clients read mail: nothing a run copies or
+    uses, so the mailbox is still answered from its signature (they are not even listed)."""
+    src, dst, state = settled
+    planned = []
+    real = engine._folder_work
+    monkeypatch.setattr(engine, "_folder_work", lambda *a: planned.append(a[0].user) or real(*a))
+    DOVECOT_WRITES[write](src / "arossi" / "Maildir")
+    r = sync(src, dst, state)
+    assert [u.status for u in r.users] == ["ok"] * 3 and planned == []
+    assert not list(dst.rglob("dovecot.index*")) and not list(dst.rglob("dovecot.list.index*"))
+
+
 def _cur(root: Path) -> Path:
     return root / "arossi" / "Maildir" / "cur"
 

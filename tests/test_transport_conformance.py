@@ -32,11 +32,19 @@ FILES = {
     b"courierimapkeywords/x": b"never listed: not a Maildir dir",
     b"tmp/1600000003.t.host": b"never listed: in tmp",
     b".Sent/tmp/1600000004.t.host": b"never listed: in tmp",
+    # Dovecot's index files: never listed from a source, wherever they are and whatever they are.
+    b"dovecot.index.log": b"never listed",
+    b"dovecot.list.index": b"never listed",
+    b".Sent/dovecot.index.cache": b"never listed",
+    b"dovecot.index.d/x": b"never listed: in a directory named like an index",
 }
-HIDDEN = {b".Sent/cur/sub/inner", b"courierimapkeywords/x", b"tmp/1600000003.t.host", b".Sent/tmp/1600000004.t.host"}
+UNLISTED = {b"dovecot.index.log", b"dovecot.list.index", b".Sent/dovecot.index.cache", b"dovecot.index.d/x",
+            b"dovecot.index.d"}
+HIDDEN = {b".Sent/cur/sub/inner", b"courierimapkeywords/x", b"tmp/1600000003.t.host", b".Sent/tmp/1600000004.t.host",
+          *UNLISTED}
 LINKS = {b"cur/1600000005.link:2,S": b"/etc/passwd", b".Link": b"/etc"}
 DIRS = [b"cur", b"new", b"tmp", b".Sent", b".Sent/cur", b".Sent/new", b".Sent/tmp", b".Sent/cur/sub",
-        b".Archive.2019", b".Archive.2019/cur", b".Archive.2019/new", b"courierimapkeywords"]
+        b".Archive.2019", b".Archive.2019/cur", b".Archive.2019/new", b"courierimapkeywords", b"dovecot.index.d"]
 
 
 def build(root: Path) -> dict[bytes, tuple[str, int, int]]:
@@ -57,7 +65,8 @@ def build(root: Path) -> dict[bytes, tuple[str, int, int]]:
         expect[rel] = (LINK, len(target), T0)
     for i, d in enumerate(sorted(DIRS, key=len, reverse=True)):  # children first: parents keep their mtime
         os.utime(r + b"/" + d, ns=(T0 + i, T0 + i))
-        expect[d] = (DIR, os.lstat(r + b"/" + d).st_size, T0 + i)
+        if d not in HIDDEN:
+            expect[d] = (DIR, os.lstat(r + b"/" + d).st_size, T0 + i)
     return expect
 
 

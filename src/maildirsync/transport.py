@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from .compat import SLOTS
-from .maildir import MAX_NAME, show
+from .maildir import MAX_NAME, SOURCE_UNLISTED, show
 
 CHUNK = 256 * 1024
 
@@ -160,14 +160,16 @@ def blob_of(rel: bytes, found: Iterable[RawEntry], rejected: list[str]) -> bytes
 
 
 def named_entries(rel: bytes, found: Iterable[RawEntry], rejected: list[str]) -> list[RawEntry]:
-    """Entries of directory ``rel`` (named by basename) renamed relative to the root. A basename with
-    '/' or NUL, or a dot name, is refused: a server that lists one is lying, and joining it into a path
-    could point anywhere."""
+    """Entries of the source's directory ``rel`` (named by basename) renamed relative to the root. A
+    basename with '/' or NUL, or a dot name, is refused: a server that lists one is lying, and joining it
+    into a path could point anywhere. Dovecot's index files are left out (maildir.SOURCE_UNLISTED)."""
     prefix = rel + b"/" if rel else b""
     out = []
     for e in found:
         if b"/" in e.rel or b"\0" in e.rel or e.rel in (b"", b".", b".."):
             rejected.append(f"{show(prefix + e.rel)}: a name no directory can hold ('/', NUL or a dot name)")
+            continue
+        if e.rel.startswith(SOURCE_UNLISTED):
             continue
         out.append(RawEntry(prefix + e.rel, e.kind, e.size, e.mtime_ns))
     return out

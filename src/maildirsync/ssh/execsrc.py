@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import asyncssh
 import xxhash
 
+from ..maildir import SOURCE_UNLISTED
 from ..transport import CHUNK, DIR, FILE, LINK, OTHER, Fetched, RawEntry, RawScan, SourceError, encode, parse_mtime
 from .bridge import Abandoned, Pipe
 from .connection import LOST, Connection
@@ -39,6 +40,8 @@ TOP = (r"\( -type f -printf '/f %s %T@ %p\0' -o -type d -printf '/d %s %T@ %p\0'
        r" -o -type l -printf '/l %s %T@ %p\0' -o -printf '/o %s %T@ %p\0' \)")
 MSGS = (r"\( -type d -printf '/d %s %T@ %p\0' -o -type f -printf '%f/%s/%T@\0'"
         r" -o -type l -printf '\001l%f/%s/%T@\0' -o -printf '\001o%f/%s/%T@\0' \)")
+# Dovecot's index files are not printed (maildir.SOURCE_UNLISTED), nor looked into should one be a directory.
+UNLISTED = r"\( \( " + " -o ".join(f"-name '{p.decode()}*'" for p in SOURCE_UNLISTED) + r" \) -prune \)"
 # First pass: the root and the folders, not any cur/new yet.
 # (Descending no further than depth 2 anyway, this only keeps find out of the root's cur/new/tmp.)
 PRUNE_TOP = r"\( \( -type d ! -name '.*' -prune \) -o -true \)"
@@ -172,7 +175,7 @@ class ExecSource:
     async def _astamps(self, roots: list) -> list[RawScan | SourceError]:
         outs: list[RawScan | SourceError] = [RawScan() for _ in roots]
         where = _where(roots)
-        now = await self._finds([start(root) for root in where], f"-mindepth 1 -maxdepth 2 {TOP} {PRUNE_TOP}", outs,
+        now = await self._finds([start(root) for root in where], f"-mindepth 1 -maxdepth 2 {UNLISTED} -o {TOP} {PRUNE_TOP}", outs,
                                 where)  # fmt: skip
         for out in outs:
             if isinstance(out, RawScan):
