@@ -681,14 +681,14 @@ class Executor:
         groups: dict[bytes, list] = {}
         for item in staged:
             groups.setdefault(item[0].folder, []).append(item)
-        pending = [t for _a, t, _d in staged]
+        pending = dict.fromkeys(t for _a, t, _d in staged)  # the tmp/ files not yet landed (in order)
         held: list = []
         lists: list = []
         try:
             held, refused = self.lock_all(groups)
             for folder, why in refused:
                 for a, tmp, _d in groups.pop(folder):
-                    pending.remove(tmp)
+                    del pending[tmp]
                     _unlink_quiet(tmp)
                     self.out.failed.append((a, why))
             # Each folder's list as it will be once its messages are in: written now, so that one flush makes
@@ -698,10 +698,10 @@ class Executor:
             before = {f: (c.own_before, c.uidvalidity_ours, self.out.renumbered.get(f, 0), self._lists.get(f))
                       for f, c in self.uids.items() if f in groups}  # fmt: skip
             lists = self.prepare_uids(groups, incoming)
-            _flush(self.root, pending + [tmp for _f, _p, tmp, _n in lists if tmp])
+            _flush(self.root, [*pending, *(tmp for _f, _p, tmp, _n in lists if tmp)])
             for folder, items in groups.items():
                 for a, tmp, digest in items:
-                    pending.remove(tmp)
+                    del pending[tmp]
                     self._land_one(a, tmp, digest)
             missing = {a.folder for a, _e in self.out.failed}
             self.commit_uids([d for d in lists if d[0] not in missing])
@@ -923,7 +923,10 @@ def _fsync_path(path: bytes) -> None:
 
 
 def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
+    n = os.write(fd, data)
+    if n == len(data):  # what a regular file does but for a full disk or a signal
+        return
+    view = memoryview(data)[n:]
     while view:
         n = os.write(fd, view)
         view = view[n:]
