@@ -14,6 +14,9 @@ from pathlib import Path
 warnings.filterwarnings("ignore", message="Python 3.8 is no longer supported")
 
 
+X509 = "asyncssh.crypto.x509"
+
+
 def _import_asyncssh() -> None:
     """asyncssh, without what costs every start and that no run of ours uses.
 
@@ -36,10 +39,7 @@ def _import_asyncssh() -> None:
             del sys.modules[X509]  # (anyone asking later gets the real module)
 
 
-X509 = "asyncssh.crypto.x509"
 _import_asyncssh()
-
-import asyncssh  # noqa: E402  (imported above, without what it need not load)
 
 from .connection import DEFAULT_KEY, DEFAULT_KNOWN_HOSTS, STATE_DIR, Connection, Target
 from .errors import (
@@ -55,7 +55,7 @@ from .errors import (
     SetupError,
     SshError,
 )
-from .execsrc import ExecSource, Tools, probe
+from .execsrc import PROBE_TIMEOUT, ExecSource, Tools, probe
 from .sftp import SftpSource
 
 __all__ = [
@@ -109,12 +109,16 @@ async def _ready(conn: Connection, exec_too: bool) -> Tools | None:
     An SFTP channel the server refuses is not this step's business: its first use says why."""
     sftp = asyncio.ensure_future(conn.sftp())
     try:
-        return await probe(conn) if exec_too else None
-    finally:
-        try:
-            await sftp
-        except (asyncssh.Error, OSError):
-            pass
+        tools = await probe(conn) if exec_too else None
+    except BaseException:
+        sftp.cancel()
+        raise
+    # Waited for as long as the probe may take, no longer: a server that never answers is left to the
+    # channel's first use, which fails or retries as it always did.
+    await asyncio.wait({sftp}, timeout=PROBE_TIMEOUT)
+    if sftp.done() and not sftp.cancelled():
+        sftp.exception()  # retrieved: a refusal is said at first use, not here
+    return tools
 
 
 def setup(*args, **kwargs):

@@ -470,7 +470,10 @@ class Tools:
     ionice: bool = False
 
 
-async def probe(conn: Connection, timeout: float = 15.0) -> Tools | None:
+PROBE_TIMEOUT = 15.0
+
+
+async def probe(conn: Connection, timeout: float = PROBE_TIMEOUT) -> Tools | None:
     """Can this account run GNU find and GNU tar (None if not)? An sftp-only account (ForceCommand
     internal-sftp) answers an exec request with an SFTP server, which sees EOF on stdin and says nothing."""
     src = ExecSource(conn, owns_connection=False)
