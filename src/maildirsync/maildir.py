@@ -38,11 +38,11 @@ CONTROL_NAMES = frozenset(
         b"courierimapacl",
     }
 )
-_CACHE_PREFIXES = (b"dovecot.index", b"dovecot.list.index", b"dovecot.mailbox.log", b"dovecot-uidvalidity")
-# Of these, the files Dovecot rewrites whenever a client opens a folder. Never copied, and nothing of the
-# source's is used, so the source's are not even listed: in a run's first pass they were a third of the
-# entries, and each such rewrite on a live source made a quiet mailbox look changed (quiet.source_sig).
+# The files Dovecot rewrites whenever a client opens a folder. Never copied, and nothing of the source's is
+# used, so the source's are not even listed: in a run's first pass they were a third of the entries, and
+# each such rewrite on a live source made a quiet mailbox look changed (quiet.source_sig).
 SOURCE_UNLISTED = (b"dovecot.index", b"dovecot.list.index")
+_CACHE_PREFIXES = (*SOURCE_UNLISTED, b"dovecot.mailbox.log", b"dovecot-uidvalidity")
 # maildirsync-id is ours (which tree a destination Maildir is: engine.destination_identity): never copied.
 _CACHE_NAMES = frozenset({b"maildirsize", b"dovecot-uidlist.lock", b"dovecot-keywords.lock", b"maildirsync-id"})
 
