@@ -21,7 +21,7 @@ from typing import List, Optional
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from . import engine, local, remote, report
+from . import engine, local, remote, report, start
 from .errors import EXIT_INTERRUPTED, MaildirsyncError, UsageError
 from .transport import SourceError
 
@@ -392,7 +392,8 @@ def root(
         opts = run_options(dry_run, no_delete, max_delete, owner, jobs, verbose, forget,
                            (f"{source_host}:{port} ({type_})", str(dest_root.absolute())))  # fmt: skip
         state.check_ahead()  # the index's page walk runs while we connect
-        from . import ssh
+        with start.long_lived():
+            from . import ssh
 
         try:
             source = ssh.open_source(
@@ -602,22 +603,7 @@ def verify_cmd(
     raise typer.Exit(1 if any(r.failed for r in results) else 0)
 
 
-def _few_heaps() -> None:
-    """At most two malloc arenas (glibc's default is eight per core): the worker threads' freed memory is
-    then given back to one heap the next allocation reuses, instead of kept in a heap per thread (6 MB of
-    peak RSS on the medium bench). Before any thread starts; a no-op where libc is not glibc."""
-    if os.environ.get("MALLOC_ARENA_MAX"):
-        return  # the administrator's own setting
-    try:
-        import ctypes
-
-        ctypes.CDLL(None).mallopt(-8, 2)  # M_ARENA_MAX
-    except (OSError, AttributeError):
-        pass
-
-
 def main() -> None:
-    _few_heaps()
     profile = os.environ.get("MAILDIRSYNC_PROFILE")  # where the time goes: bench/README.md
     if profile:
         from .profiling import ThreadProfiles
