@@ -166,7 +166,6 @@ def run(
                     return UserResult(job.user, "failed", "not started: interrupted")
                 r = sync_user(job, source, index, opts, stop, progress, scans.get, scans.take_states, scans.identity,
                               scans.status)  # fmt: skip
-                index.trim(every=2)  # the index pages these users read leave our resident memory
                 if on_user is not None:
                     on_user(r)
                 return r
