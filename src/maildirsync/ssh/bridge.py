@@ -74,9 +74,12 @@ END = object()  # what Pipe.get returns once the producer has finished cleanly
 
 
 class Pipe:
-    """Bounded stream from the loop thread (``put``/``finish``) to one consumer thread (``get``)."""
+    """Bounded stream from the loop thread (``put``/``finish``) to one consumer thread (``get``).
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, limit: int = 8 << 20) -> None:
+    ``limit``: bytes queued before the producer waits. A worker writes messages faster than one stream
+    brings them, so a few MiB keep it busy; 8 MiB a stream was most of the initial sync's peak memory."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, limit: int = 2 << 20) -> None:
         self._loop = loop
         self._limit = limit
         self._items: deque = deque()
