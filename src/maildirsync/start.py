@@ -17,7 +17,8 @@ from contextlib import contextmanager
 
 @contextmanager
 def long_lived():
-    """What is made inside lives until the process ends: not collected meanwhile, nor walked later."""
+    """What is made inside lives until the process ends: not collected meanwhile, nor walked later. (A
+    freeze takes every object tracked so far, not only these: meant for a process's start, once or twice.)"""
     was = gc.isenabled()
     gc.disable()
     try:

@@ -30,7 +30,7 @@ from .tarstream import REGULAR, BufferedReader, next_member, padded
 WHOLE = 1 << 20  # files up to this size go through the pipe in one piece
 # The receive window of a tar stream: what the source may send before we have read it, and what asyncssh
 # holds for us meanwhile. With its default, 2 MiB, and the pipes behind them (bridge.Pipe), the tar streams
-# of four workers held ~35 MB of the initial sync's peak memory on the medium bench (132 MB, now 96 MB);
+# of four workers held ~35 MB of the initial sync's peak memory on the medium bench (128 MiB, now 94 MiB);
 # 512 KiB still covers 20 ms of round trip at 25 MB/s a stream. The listings keep the default: find's
 # output is read as fast as it comes, and a smaller window only slowed it.
 WINDOW = 512 * 1024
