@@ -2,7 +2,7 @@
 
 Python's cyclic garbage collector walks every container object at each full collection and, at exit,
 again while the interpreter tears its modules down. The modules this command imports (asyncssh and
-cryptography most of all) are ~150 000 such objects that live as long as the process: walking them costs
+cryptography most of all) are ~65 000 such objects that live as long as the process: walking them costs
 a run that finds nothing changed about a tenth of its time (measured on the medium bench: collections
 while importing ~15 ms, the teardown ~45 ms). ``long_lived`` keeps the collector off while they are made
 and then out of its sight (``gc.freeze``); what the sync itself makes is collected as always.

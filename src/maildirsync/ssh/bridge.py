@@ -77,7 +77,8 @@ class Pipe:
     """Bounded stream from the loop thread (``put``/``finish``) to one consumer thread (``get``).
 
     ``limit``: bytes queued before the producer waits. A worker writes messages faster than one stream
-    brings them, so a few MiB keep it busy; 8 MiB a stream was most of the initial sync's peak memory."""
+    brings them, so a few MiB keep it busy; 8 MiB a stream, with asyncssh's window before it
+    (execsrc.WINDOW), held most of the initial sync's peak memory."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, limit: int = 2 << 20) -> None:
         self._loop = loop
