@@ -23,6 +23,23 @@ def test_parse_name(name, sep, base, info, flags):
     p = maildir.parse_name(name, sep)
     assert (p.base, p.info, p.flags) == (base, info, flags)
     assert p.name == name
+    assert maildir.base_of(name, sep) == base
+
+
+@pytest.mark.parametrize(
+    "name, sep",
+    [(b"a:2,S:x", b":"), (b"a", b"!"), (b":2,S", b":"), (b"a:", b":"), (b"", b":"), (b"a!2,S:2,T", b"!")],
+)
+def test_base_of_splits_as_parse_name_does(name, sep):
+    """The shortcut many callers take must name the base parse_name gives (on the last separator)."""
+    assert maildir.base_of(name, sep) == maildir.parse_name(name, sep).base
+
+
+def test_a_parsed_name_is_a_value():
+    a, b = maildir.parse_name(b"x:2,S"), maildir.parse_name(b"x:2,S")
+    assert a == b and hash(a) == hash(b) and len({a, b}) == 1
+    with pytest.raises(AttributeError):
+        a.base = b"y"  # type: ignore[misc]
 
 
 @pytest.mark.parametrize(

@@ -472,7 +472,7 @@ def _vanished(recs, dst: listing.Mailbox, counts: dict, max_delete: float, sep: 
         df = dst.folders.get(folder)
         have = df.msgs if df is not None else {}
         placed = [r for r in frecs.values() if r.dst_name]  # an empty name: deleted there, known since
-        n = sum(1 for r in placed if maildir.parse_name(r.dst_name, sep).base not in have)
+        n = sum(1 for r in placed if maildir.base_of(r.dst_name, sep) not in have)
         size = max(counts.get(folder, 0) + n, len(placed))  # what was there before these went
         total, gone = total + size, gone + n
         if n >= VANISHED_MIN and n * 100 > max_delete * size:
@@ -829,7 +829,7 @@ def _names_of(w, dst: listing.Mailbox, folder: bytes, sep: bytes) -> dict:
     for sub in (b"new", b"cur"):  # cur last: the later state of a message wins
         for n in records(w.dst_now.get(sub, b"")):
             if maildir.is_message_name(n):
-                out[maildir.parse_name(n, sep).base] = n
+                out[maildir.base_of(n, sep)] = n
     return out
 
 
@@ -855,7 +855,7 @@ def _on_source(w, src: listing.Mailbox, folder: bytes):
 def _has_base(w, base: bytes, sep: bytes) -> bool:
     if w is None:
         return False
-    return any(maildir.parse_name(n, sep).base == base for blob in w.dst_now.values() for n in records(blob))
+    return any(maildir.base_of(n, sep) == base for blob in w.dst_now.values() for n in records(blob))
 
 
 def _lookup_others(index: Index, user: bytes, root: bytes, work: dict, recs: dict, dst: listing.Mailbox, sep: bytes,

@@ -553,7 +553,7 @@ class Executor:
         for sub in (b"new", b"cur"):  # cur last: the later state of a message wins
             for name in os.listdir(fdir + b"/" + sub):
                 if maildir.is_message_name(name):
-                    present[maildir.parse_name(name, self.sep).base] = name
+                    present[maildir.base_of(name, self.sep)] = name
         present.update(incoming or {})
         names = os.listdir(fdir)
         m = uidlist.merge(
@@ -693,7 +693,7 @@ class Executor:
                     self.out.failed.append((a, why))
             # Each folder's list as it will be once its messages are in: written now, so that one flush makes
             # the messages and their lists durable together.
-            incoming = {f: {maildir.parse_name(a.dst[1], self.sep).base: a.dst[1] for a, _t, _d in items}
+            incoming = {f: {maildir.base_of(a.dst[1], self.sep): a.dst[1] for a, _t, _d in items}
                         for f, items in groups.items()}  # fmt: skip
             before = {f: (c.own_before, c.uidvalidity_ours, self.out.renumbered.get(f, 0), self._lists.get(f))
                       for f, c in self.uids.items() if f in groups}  # fmt: skip

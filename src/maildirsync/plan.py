@@ -185,7 +185,7 @@ class _Planner:
         if f is None:
             return None
         if rec is not None:
-            base = maildir.parse_name(rec.dst_name, self.dst.sep).base
+            base = maildir.base_of(rec.dst_name, self.dst.sep)
         return f.msgs.get(base)
 
     @staticmethod

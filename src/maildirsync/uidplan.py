@@ -72,7 +72,7 @@ def final_names(plan: Plan, folder: bytes, names: Dict[bytes, bytes], sep: bytes
     names = dict(names)
 
     def base(w) -> bytes:
-        return maildir.parse_name(w[1], sep).base
+        return maildir.base_of(w[1], sep)
 
     for a in plan.actions:
         if a.kind == MOVE and a.from_folder == folder:
@@ -102,7 +102,7 @@ def plan_uids(plan: Plan, inp: Inputs, lists: Dict[bytes, Tuple[Optional[bytes],
     placed: Dict[bytes, Set[bytes]] = {}  # what this plan puts (or adopts) in each folder
     for a in plan.actions:
         if a.kind in PLACING and a.dst is not None:
-            placed.setdefault(a.folder, set()).add(maildir.parse_name(a.dst[1], sep).base)
+            placed.setdefault(a.folder, set()).add(maildir.base_of(a.dst[1], sep))
     for folder in sorted(lists):
         src_data, dst_data, stamp = lists[folder]
         notes: list = []
@@ -112,7 +112,7 @@ def plan_uids(plan: Plan, inp: Inputs, lists: Dict[bytes, Tuple[Optional[bytes],
         recs = inp.recs.get(folder, {})
         # (Read with the size the listing gave it: no message numbered in it arrived after the listing.)
         if fresh is not None and stamp[0] == len(src_data or b"") and _verbatim(state, src_data, dst_data, df, inp, folder):
-            mine = {maildir.parse_name(r.dst_name, sep).base for r in recs.values() if r.dst_name}
+            mine = {maildir.base_of(r.dst_name, sep) for r in recs.values() if r.dst_name}
             if all(b in mine or b in placed.get(folder, ()) for b in fresh):
                 ctx = _verbatim_ctx(plan, inp, folder, state, src_data, stamp, df, fresh, mine, placed, names_of,
                                     on_source_of, sep)  # fmt: skip
@@ -127,7 +127,7 @@ def plan_uids(plan: Plan, inp: Inputs, lists: Dict[bytes, Tuple[Optional[bytes],
         present = final_names(plan, folder, now, sep)
         # Mail of the destination's own: what it holds that we neither placed nor adopted. Of a folder
         # planned by its changes alone, only a name new there since the last run can be.
-        mine = {maildir.parse_name(r.dst_name, sep).base for r in recs.values() if r.dst_name} | placed.get(folder, set())
+        mine = {maildir.base_of(r.dst_name, sep) for r in recs.values() if r.dst_name} | placed.get(folder, set())
         theirs = {b for b in (present if fresh is None else fresh) if b in present and b not in mine}
         # Ours: what the destination holds now or will hold once the plan is applied, but theirs. (The
         # executor merges at every landing, while messages the plan deletes are still there.)

@@ -125,7 +125,7 @@ def base_of_record(rec: bytes, sep: bytes) -> bytes:
     name = rec.rsplit(b"/", 2)[0]
     if name[:1] == b"\x01":
         name = name[2:]
-    return maildir.parse_name(name, sep).base
+    return maildir.base_of(name, sep)
 
 
 def _changed(then: bytes, now: bytes):
@@ -154,10 +154,10 @@ def diff_folder(folder: bytes, src: Mailbox, dst: Mailbox, lists: Dict[bytes, by
         w.touched.update(base_of_record(r, src.sep) for r in removed)
         added, removed = _changed(then_d, now_d)
         for n in added:
-            b = maildir.parse_name(n, sep).base
+            b = maildir.base_of(n, sep)
             w.touched.add(b)
             w.dst_added.setdefault(b, []).append((sub, n))
-        w.touched.update(maildir.parse_name(n, sep).base for n in removed)
+        w.touched.update(maildir.base_of(n, sep) for n in removed)
         w.count += now_d.count(b"\0")
     return w
 
@@ -221,7 +221,7 @@ def names_with_base(blobs: Dict[bytes, bytes], base: bytes, sep: bytes) -> List[
             while i >= 0:
                 end = blob.find(b"\0", i + 1)
                 n = blob[i + 1 : end if end >= 0 else len(blob)]
-                if n and maildir.parse_name(n, sep).base == base:  # base + sep + info holding a sep: another base
+                if n and maildir.base_of(n, sep) == base:  # base + sep + info holding a sep: another base
                     out.append((sub, n))
                 i = blob.find(head, i + 1)
     return out
