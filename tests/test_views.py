@@ -75,3 +75,18 @@ def test_bases_of_is_what_parse_name_says():
         sep = rnd.choice([b":", b"!"])
         blob = b"".join(n + b"\0" for n in names)
         assert views.bases_of(blob, sep) == {maildir.parse_name(n, sep).base for n in names} - {b""}
+
+
+@pytest.mark.parametrize(
+    "blob",
+    [b"", b"\0", b"a", b"a\0", b"a\0b\0", b"a\0\0b\0", b"\0a\0", b"a\0b", b"a\0\0", b"a/1/2.0\0b/3/4.5\0"],
+)
+def test_records_are_the_non_empty_fields_of_a_blob(blob):
+    from maildirsync.transport import records
+
+    assert records(blob) == [r for r in blob.split(b"\0") if r]
+
+
+@pytest.mark.parametrize("flags", [b"", b"S", b"SR", b"RS", b"SSa", b"TSaDR", b"ba", b"SabS"])
+def test_sort_flags_sorts_and_dedups_every_time(flags):
+    assert maildir.sort_flags(flags) == bytes(sorted(set(flags))) == maildir.sort_flags(bytes(flags))

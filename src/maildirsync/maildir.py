@@ -7,8 +7,9 @@ byte. Nothing here does I/O.
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
 from enum import Enum
+from functools import lru_cache
+from typing import NamedTuple
 
 
 SEPARATORS = (b":", b"!", b";")
@@ -115,7 +116,9 @@ class MessageName(NamedTuple):
         return MessageName(self.base, self.sep or sep, b"2," + sort_flags(flags))
 
 
+@lru_cache(maxsize=4096)
 def sort_flags(flags: bytes) -> bytes:
+    # A mailbox holds a few dozen distinct flag strings, each sorted for thousands of names.
     return bytes(sorted(set(flags)))
 
 

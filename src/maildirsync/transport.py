@@ -97,7 +97,10 @@ def encode(name: bytes, kind: str, size: int, mtime_ns: int) -> bytes:
 
 
 def records(blob: bytes) -> list[bytes]:
-    return [r for r in blob.split(b"\0") if r]
+    parts = blob.split(b"\0")
+    if parts[-1] == b"":
+        parts.pop()  # every blob ends with its separator: no empty record to sift out of the middle
+    return [r for r in parts if r] if b"" in parts else parts
 
 
 def decode(rec: bytes) -> tuple[bytes, str, int, int]:
