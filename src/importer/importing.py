@@ -17,8 +17,11 @@ happens to this process:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -115,11 +118,15 @@ def do_import(st: TreeState, opts: ImportOptions, inv=None, on_action: OnAction 
             st.set_import(pid=os.getpid(), pid_start=events.process_start(os.getpid()))
             run = events.run_builtin(str(st.tree), source, EVENT, on_action, jsonl=st.jsonl)
         else:
-            proc = events.start_signal_event(str(st.tree), source, EVENT, st.jsonl, st.stderr)
-            st.set_import(pid=proc.pid, pid_start=events.process_start(proc.pid))
+            proc = None
             try:
+                with _ctrl_c_deferred():  # not between its start and the record of its PID: see _ctrl_c_deferred
+                    proc = events.start_signal_event(str(st.tree), source, EVENT, st.jsonl, st.stderr)
+                    st.set_import(pid=proc.pid, pid_start=events.process_start(proc.pid))
                 run = events.follow(run, st.jsonl, proc=proc, stderr=st.stderr, on_action=on_action)
             except KeyboardInterrupt:
+                if proc is None:
+                    raise
                 raise _still_running(st, proc.pid) from None
     else:
         run = _run_record(st, imp)
@@ -147,6 +154,26 @@ def do_import(st: TreeState, opts: ImportOptions, inv=None, on_action: OnAction 
                   interrupted=not run.complete, run=run.to_dict())  # fmt: skip
     st.set_step("import", "done", summary=f"{len(run.actions)} actions, status {run.status or 'interrupted'}")
     return run
+
+
+@contextlib.contextmanager
+def _ctrl_c_deferred():
+    """Hold a Ctrl-C back until the block has run, then raise it. Around the start of signal-event and the record
+    of its PID: a KeyboardInterrupt in between would leave the event running with no PID in the state (the next
+    run would take it for interrupted instead of following it) and say nothing of it going on. Only in the main
+    thread, and only where SIGINT has a Python handler (an ignored SIGINT stays ignored)."""
+    old = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(old):
+        yield
+        return
+    got = []
+    signal.signal(signal.SIGINT, lambda signum, frame: got.append(frame))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+    if got:
+        old(signal.SIGINT, got[-1])  # Python's own handler raises KeyboardInterrupt
 
 
 def _still_running(st: TreeState, pid: int) -> StillRunning:

@@ -208,9 +208,32 @@ def test_the_state_directory_name_is_reserved_in_archives(cli, tmp_path):
 # --------------------------------------------------------------------------- killed during the import
 
 
-def spawn(lab, *args) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "importer.cli", *map(str, args)], stdout=subprocess.PIPE,
+# Ctrl-C on a terminal finds SIGINT at its default. A process started with SIGINT ignored (the suite run as a
+# background job of a script: `sh -c 'pytest & wait'`) passes that on through exec, and Python keeps ignoring
+# it: the importer would never see the test's Ctrl-C. The child resets it, then execs the program itself.
+_SIGINT_AS_ON_A_TERMINAL = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+                            "os.execv(sys.executable, [sys.executable] + sys.argv[1:])")
+
+
+def popen_as_from_a_terminal(python_args) -> subprocess.Popen:
+    """``python PYTHON_ARGS`` in a session of its own, with SIGINT at its default whatever this process has."""
+    return subprocess.Popen([sys.executable, "-c", _SIGINT_AS_ON_A_TERMINAL, *python_args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
+
+
+def spawn(lab, *args) -> subprocess.Popen:
+    return popen_as_from_a_terminal(["-m", "importer.cli", *map(str, args)])
+
+
+def test_the_spawned_program_gets_ctrl_c_even_where_the_tests_ignore_it():
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        p = popen_as_from_a_terminal(["-c", "import signal; print(signal.getsignal(signal.SIGINT) is "
+                                            "signal.default_int_handler)"])  # fmt: skip
+    finally:
+        signal.signal(signal.SIGINT, old)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 0 and out.strip() == b"True", err
 
 
 def wait_for(pred, what: str, timeout: float = 60.0) -> None:
@@ -240,7 +263,13 @@ def test_killed_while_signal_event_runs_the_next_run_follows_it_to_its_end(cli, 
         p.wait()
     else:
         os.killpg(p.pid, signal.SIGINT)  # Ctrl-C on its terminal
-        _, err = p.communicate()
+        try:
+            _, err = p.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            hold.unlink()  # the event ends instead of waiting for ever
+            _, err = p.communicate()
+            pytest.fail(f"maildirsync-import did not exit on SIGINT: {err.decode(errors='replace')}")
         assert p.returncode == 130, err
         assert b"goes on running in the background" in err
     imp = TreeState(lab["tree"]).load().imported
@@ -260,6 +289,41 @@ def test_killed_while_signal_event_runs_the_next_run_follows_it_to_its_end(cli, 
     assert q.returncode == 0, out.decode() + err.decode()
     assert b"Result: OK" in out
     assert imports(lab) == 1
+
+
+def test_ctrl_c_as_signal_event_starts_leaves_it_recorded_and_followed(cli, lab, monkeypatch):
+    """A Ctrl-C right after signal-event started, before its PID is in the state: it goes on all the same, the
+    state names it, and the next run follows it (not: 'interrupted before its end', while it still runs)."""
+    from importer import events
+
+    hold = lab["tmp"] / "hold"
+    hold.write_text("")
+    monkeypatch.setenv("STANDIN_SE_HOLD", str(hold))
+    start = events.start_signal_event
+
+    def start_then_ctrl_c(*a, **kw):
+        proc = start(*a, **kw)
+        signal.raise_signal(signal.SIGINT)  # its handler runs here, before this returns
+        return proc
+
+    monkeypatch.setattr(events, "start_signal_event", start_then_ctrl_c)
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)  # as a terminal gives it, whatever pytest got
+    try:
+        r = cli(*argv(lab))
+    finally:
+        signal.signal(signal.SIGINT, old)
+        monkeypatch.setattr(events, "start_signal_event", start)
+    try:
+        assert r.exit_code == 130, r.output
+        assert "goes on running in the background" in r.stderr
+        imp = TreeState(lab["tree"]).load().imported
+        assert imp["finished"] is None and imp["pid"] and events.alive(imp["pid"], imp["pid_start"])
+    finally:
+        hold.unlink()  # let the event finish
+    r = cli(*argv(lab))
+    assert r.exit_code == 0, r.output
+    assert "is still running (signal-event pid" in r.stderr or "had ended: reading its records" in r.stderr
+    assert "Result: OK" in r.stdout and imports(lab) == 1
 
 
 def test_event_killed_with_the_run_is_reported_interrupted_and_never_run_again(cli, lab, monkeypatch):
