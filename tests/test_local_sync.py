@@ -355,6 +355,9 @@ def test_ctrl_c_finishes_the_message_in_flight_commits_and_exits_130(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # Ctrl-C as a terminal gives it: a suite started with SIGINT ignored (a script's background job)
+        # would pass that on through exec, and the sync would never see this test's SIGINT.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and len(list(dst.rglob("cur/*"))) < 100:
