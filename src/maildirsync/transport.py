@@ -99,7 +99,7 @@ def encode(name: bytes, kind: str, size: int, mtime_ns: int) -> bytes:
 def records(blob: bytes) -> list[bytes]:
     parts = blob.split(b"\0")
     if parts[-1] == b"":
-        parts.pop()  # every blob ends with its separator: no empty record to sift out of the middle
+        parts.pop()  # blobs end with their separator; an empty field elsewhere is rare, sifted out only then
     return [r for r in parts if r] if b"" in parts else parts
 
 
