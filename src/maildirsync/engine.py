@@ -18,7 +18,7 @@ from pathlib import Path
 import xxhash
 
 from .compat import SLOTS
-from . import keywords, listing, maildir, quiet, views
+from . import keywords, listing, maildir, quiet, stamps, views
 from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_PENDING, IndexError_, disk_full_reason
 from .executor import Executor, Outcome, clean_tmp
 from .index import Ctl, FolderState, Index, StateDir
@@ -31,8 +31,9 @@ from .uidplan import plan_uids
 # A directory stamp is trusted only if the directory had not changed for this long when we listed it:
 # a change within the same clock tick as the listing would otherwise leave the mtime as we saw it.
 STAMP_MARGIN_NS = 2_000_000_000  # the source may be ext3 (whole seconds) on a clock not ours
-# The destination is a local filesystem on our clock, with timestamps coarse to a jiffy at worst.
-DST_STAMP_MARGIN_NS = 20_000_000
+# A source filesystem keeping nanoseconds stamps with its kernel's tick, 10 ms apart at most (HZ=100).
+# (The destination's stamps are judged by our own kernel's clock: stamps.settled.)
+FINE_STAMP_MARGIN_NS = 20_000_000
 
 COUNTED = {
     "new": (FETCH,),
@@ -970,9 +971,9 @@ def _read_local(path: bytes) -> bytes | None:
 
 def _dst_stamps(root: bytes, folder: bytes, seen=None) -> dict[bytes, int]:
     """The destination folder's cur/new mtimes (now, or as ``seen`` before the run if it did nothing
-    there), if old enough to be trusted (see DST_STAMP_MARGIN_NS)."""
+    there), if settled enough to be trusted (stamps.settled)."""
     out = {}
-    limit = time.time_ns() - DST_STAMP_MARGIN_NS
+    now = stamps.fs_now_ns()
     for sub in (b"cur", b"new"):
         try:
             if seen is not None:
@@ -981,16 +982,16 @@ def _dst_stamps(root: bytes, folder: bytes, seen=None) -> dict[bytes, int]:
                 m = os.stat(maildir.folder_dir(root, folder) + b"/" + sub).st_mtime_ns
         except (OSError, KeyError):
             return {}
-        if m > limit:
+        if not stamps.settled(m, now):
             return {}
         out[sub] = m
     return out
 
 
 def _settle(root: bytes, folders) -> None:
-    """Wait, once per user and DST_STAMP_MARGIN_NS at most, until the cur/new this run wrote in are old
-    enough for their stamps to be kept (then read again): a folder written in the last few milliseconds
-    would otherwise be left without one, listed again by the next run, and never make its mailbox quiet."""
+    """Wait, once per user and a clock tick at most, until the cur/new this run wrote in are settled
+    (stamps.settled) for their stamps to be kept (then read again): a folder written in the last tick
+    would otherwise be left without one, listed again by the next run, and not make its mailbox quiet."""
     latest = 0
     for folder in folders:
         for sub in (b"cur", b"new"):
@@ -998,9 +999,8 @@ def _settle(root: bytes, folders) -> None:
                 latest = max(latest, os.stat(maildir.folder_dir(root, folder) + b"/" + sub).st_mtime_ns)
             except OSError:
                 pass
-    wait = latest + DST_STAMP_MARGIN_NS - time.time_ns()
-    if 0 < wait <= DST_STAMP_MARGIN_NS:
-        time.sleep(wait / 1e9)
+    if latest:
+        stamps.wait_settled(latest)
 
 
 def _record_folders(batch, user: bytes, src: listing.Mailbox, states, plan: Plan, out: Outcome, stamp_dirs: bool,
@@ -1055,7 +1055,7 @@ def _record_folders(batch, user: bytes, src: listing.Mailbox, states, plan: Plan
 def _margin(mtime_ns: int) -> int:
     """How old a source stamp must be to be kept: older than the source's clock can tell apart, whole
     seconds on ext3 (SME 8), a tick where the filesystem keeps nanoseconds."""
-    return STAMP_MARGIN_NS if mtime_ns % 1_000_000_000 == 0 else DST_STAMP_MARGIN_NS
+    return STAMP_MARGIN_NS if mtime_ns % 1_000_000_000 == 0 else FINE_STAMP_MARGIN_NS
 
 
 def _folder_problems(src: listing.Mailbox, folder: bytes) -> list:
