@@ -37,8 +37,8 @@ TICK_NS = int(_TICK * SECOND) if _TICK else FALLBACK_MARGIN_NS
 
 
 def fs_now_ns() -> int:
-    """The latest time a change made from now on can be stamped with (the coarse clock, as the kernel
-    reads it for file times; where it is unknown, our clock less a margin)."""
+    """No change made from now on can be stamped earlier than this: the coarse clock, as the kernel reads
+    it for file times (where it cannot be read, our clock less a margin)."""
     if _TICK:
         return time.clock_gettime_ns(_COARSE)
     return time.time_ns() - FALLBACK_MARGIN_NS
