@@ -9,7 +9,7 @@ Dovecot may have delivered meanwhile); :class:`UidsCtx` carries what it needs fo
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Optional, Set, Tuple
+from typing import Callable, Dict, List, Optional, Set, Tuple
 
 from . import maildir, uidlist
 from .compat import SLOTS
@@ -66,15 +66,15 @@ def parse_or_note(data: Optional[bytes], what: str, folder: bytes, sep: bytes, n
         return None
 
 
-def final_names(plan: Plan, folder: bytes, names: Dict[bytes, bytes], sep: bytes) -> Dict[bytes, bytes]:
-    """base -> file name of the destination folder's messages once ``plan`` is applied (``names``: as
-    they are now, all of them)."""
+def final_names(actions: List[Action], folder: bytes, names: Dict[bytes, bytes], sep: bytes) -> Dict[bytes, bytes]:
+    """base -> file name of the destination folder's messages once a plan's ``actions`` are applied
+    (``names``: as they are now, all of them)."""
     names = dict(names)
 
     def base(w) -> bytes:
         return maildir.base_of(w[1], sep)
 
-    for a in plan.actions:
+    for a in actions:
         if a.kind == MOVE and a.from_folder == folder:
             names.pop(base(a.old), None)
         if a.folder != folder:
@@ -124,7 +124,7 @@ def plan_uids(plan: Plan, inp: Inputs, lists: Dict[bytes, Tuple[Optional[bytes],
         src = parse_or_note(src_data, "source", folder, inp.src.sep, notes)
         dst = parse_or_note(dst_data, "destination", folder, sep, notes)
         now = names_of(folder) if names_of is not None else ({b: m.name for b, m in df.msgs.items()} if df else {})
-        present = final_names(plan, folder, now, sep)
+        present = final_names(plan.actions, folder, now, sep)
         # Mail of the destination's own: what it holds that we neither placed nor adopted. Of a folder
         # planned by its changes alone, only a name new there since the last run can be.
         mine = {maildir.base_of(r.dst_name, sep) for r in recs.values() if r.dst_name} | placed.get(folder, set())
@@ -186,10 +186,12 @@ def _verbatim(state: FolderState, src_data, dst_data, df, inp: Inputs, folder: b
 
 def _verbatim_ctx(plan, inp, folder, state, src_data, stamp, df, fresh, mine, placed, names_of, on_source_of, sep):
     sf = inp.src.folders.get(folder)
+    actions = plan.actions  # not the plan, which holds this context: a cycle would keep the user's whole
+    # run (listings, records, plan) in memory until the interpreter's cycle collector came by
 
     def ours_of() -> Set[bytes]:  # as the slow way has it: all the destination holds, or will, is ours
         now = names_of(folder) if names_of is not None else ({b: m.name for b, m in df.msgs.items()} if df else {})
-        return set(now) | set(final_names(plan, folder, now, sep))
+        return set(now) | set(final_names(actions, folder, now, sep))
 
     on_source = on_source_of(folder) if on_source_of is not None else set(sf.msgs if sf is not None else ()).__contains__
     ctx = UidsCtx(None, stamp, None, on_source, False, state.uidvalidity, src_data=src_data, verbatim=True,
