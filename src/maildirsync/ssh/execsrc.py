@@ -240,7 +240,9 @@ class ExecSource:
                 data = zlib.decompress(data, 31)
             except zlib.error as e:
                 raise ProtocolError(f"the listing from the source is not what gzip writes: {e}") from None
-        return _parse_finds(b"\0" + data, outs, roots, groups, dirs)
+        chunks = _chunks(data)
+        del data  # the records are held once, in ``chunks``, each let go as it is parsed
+        return _parse_chunks(chunks, outs, roots, groups, dirs)
 
     def scan(self, root: bytes, known: Mapping[bytes, int]) -> RawScan:
         (out,) = self.scan_many([(root, known)])
@@ -528,17 +530,34 @@ def _split(path: bytes) -> tuple[bytes, bytes] | None:
     return (path[:k], path[k + 3 :]) if k >= 0 else None
 
 
+def _chunks(data: bytes) -> list:
+    """The framed records of a listing script's output (see ``_finds``), split where a line of ours or
+    an entry with a path begins; the first needs no NUL before it."""
+    chunks = data.split(b"\0/")
+    if chunks[0][:1] == b"/":
+        chunks[0] = chunks[0][1:]
+    return chunks
+
+
 def _parse_finds(data: bytes, outs: list, roots: dict, groups: list, dirs: bool) -> int | None:
+    return _parse_chunks(_chunks(data), outs, roots, groups, dirs)
+
+
+def _parse_chunks(chunks: list, outs: list, roots: dict, groups: list, dirs: bool) -> int | None:
+    """``chunks`` is emptied as it is read: a second pass over many mailboxes is megabytes, and what is
+    parsed need not be held twice (the peak memory of a run is here)."""
     now = None
     status = 0
     out: RawScan | None = None
     root = prefix = None
     rel = None  # the cur/new whose records follow
     group: list = []
-    for chunk in data.split(b"\0/"):
+    for i in range(len(chunks)):
+        chunk, chunks[i] = chunks[i], None
         if not chunk:
             continue
         head, _, rest = chunk.partition(b"\0")
+        del chunk
         tag = head[:1]
         if tag == b"D":
             try:
@@ -578,7 +597,8 @@ def _parse_finds(data: bytes, outs: list, roots: dict, groups: list, dirs: bool)
                 rel = e.rel
                 out.dirs[rel] = b""
             if rest and rel is not None:
-                out.dirs[rel] += rest + b"\0"
+                held = out.dirs[rel]
+                out.dirs[rel] = held + rest + b"\0" if held else rest + b"\0"
     if not dirs:
         for out in outs:
             if isinstance(out, RawScan) and out.pending and out.digest is None:
