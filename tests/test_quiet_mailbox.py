@@ -175,7 +175,10 @@ def test_no_signature_where_a_stamp_is_too_new_to_trust(tmp_path):
     generate(src, CorpusSpec(users=1, folders=2, messages=5, seed=5, layout="plain"), processes=1)
     age(src)
     sync(src, dst, state)
-    os.utime(dst / "admin" / "Maildir" / "cur")  # just now: a change in this tick would not move it
+    # A stamp the kernel's clock has not passed yet, as one made in this very tick: a change now would
+    # not move it. (Set ahead, not to "now", which a slow run would find settled by the time it looks.)
+    ahead = time.time_ns() + 3600 * 10**9 + 123_457
+    os.utime(dst / "admin" / "Maildir" / "cur", ns=(ahead, ahead))
     sync(src, dst, state)
     assert "quiet" not in statuses(state, key_of(src, dst))["admin"]
 
