@@ -597,8 +597,7 @@ def _parse_chunks(chunks: list, outs: list, roots: dict, groups: list, dirs: boo
                 rel = e.rel
                 out.dirs[rel] = b""
             if rest and rel is not None:
-                held = out.dirs[rel]
-                out.dirs[rel] = held + rest + b"\0" if held else rest + b"\0"
+                out.dirs[rel] += rest + b"\0"
     if not dirs:
         for out in outs:
             if isinstance(out, RawScan) and out.pending and out.digest is None:
