@@ -24,7 +24,7 @@ from .executor import Executor, Outcome, clean_tmp
 from .index import Ctl, FolderState, Index, StateDir
 from .plan import ADOPT, CONFLICT, CONTROL, COPY, DELETE, FETCH, MOVE, REFETCH, RENAME, Inputs, Options, Plan, make_plan
 from .quiet import ABSENT, uidlist_as_left
-from .transport import FILE, RawScan, Source, SourceError, read_many, records
+from .transport import DIR, FILE, RawScan, Source, SourceError, read_many, records
 from .uidlist import NAME as UIDLIST
 from .uidplan import plan_uids
 
@@ -498,54 +498,57 @@ def _known(states: dict[bytes, FolderState]) -> dict[bytes, int]:
 class _Prefetch:
     """Listings for several users at once, where the transport can (``stamps_many``, ``lists_many``):
     over SSH each command costs a shell start on the source, so hundreds of mailboxes are listed in a few
-    commands. Users are taken in chunks, one chunk listed ahead while the one before is synced (memory
-    stays bounded by two chunks), and the first pass of the chunk after that (its stamps) runs on the
-    source while this thread works out what the second pass is to read. The first chunks are small, so
-    that the workers start soon; they grow to CHUNK, so that a run with little to do is not a string of
-    round trips. A mailbox whose first pass is the one its signature holds (quiet.py) is not read
-    further, and its folder states are not decoded here."""
+    commands. The first pass (the stamps) is taken for a group of users in one command, up to STAMPS; a
+    group is then cut into chunks, each listed in one command, one chunk listed ahead while the one
+    before is synced, so that what is held is two chunks. A chunk is cut where the cur/new it has to read
+    (their directory sizes, and the control files beside them) pass HELD: with a user count alone, the
+    held listings would grow with the mailboxes, and a run of large mailboxes would need more memory than
+    one of small ones. The first chunks are small, so that the workers start soon; they grow to CHUNK,
+    so that a run with little to do is not a string of round trips. A mailbox whose first pass is the
+    one its signature holds (quiet.py) is not read further, and its folder states are not decoded here."""
 
     FIRST, CHUNK, STAMPS, AHEAD = 4, 16, 64, 2
+    HELD = 8 << 20  # about 40 000 messages' entries and dovecot-uidlist lines (16 of bench's medium mailboxes)
 
     def __init__(self, jobs: Sequence[UserJob], source: Source, opts: RunOptions, index: Index | None = None):
         self.stamps = getattr(source, "stamps_many", None)
         self.source, self.index, self.opts = source, index, opts
-        self.chunks: list[list[UserJob]] = []
-        i, size = 0, self.FIRST
-        while i < len(jobs):
-            self.chunks.append(list(jobs[i : i + size]))
-            i, size = i + size, min(size * 2, self.CHUNK)
-        self.where = {j.src_root: k for k, chunk in enumerate(self.chunks) for j in chunk}
+        self.groups: list[list[UserJob]] = [list(jobs[: self.FIRST])] if jobs else []
+        for i in range(self.FIRST, len(jobs), self.STAMPS):
+            self.groups.append(list(jobs[i : i + self.STAMPS]))
+        self.where = {j.src_root: g for g, group in enumerate(self.groups) for j in group}
         self.futures: dict = {}
         self.firsts: dict = {}
+        self.splits: dict = {}  # group -> (its first passes, its chunks as (offset, jobs), chunk of each root)
         self.lock = threading.Lock()
+        self.split_lock = threading.Lock()
         self.pool: ThreadPoolExecutor | None = None
         self._states: dict[bytes, dict] = {}
         self._identities: dict[bytes, tuple] = {}
         self._status: dict[bytes, dict | None] = {}
+        self._left: dict[bytes, bool] = {}
+        self.taken: set = set()  # chunks whose listings were all handed out
 
     def begin(self) -> None:
-        """Start the first passes of the first chunks (they need nothing of the index)."""
-        if self.stamps is not None and self.chunks:
+        """Start the first passes of the first groups (they need nothing of the index)."""
+        if self.stamps is not None and self.groups:
             self._ahead(0)
 
-    def _ahead(self, k: int) -> None:
-        """Have the first passes of chunk k and of the AHEAD commands after its own started. Each runs a
-        find on the source for its time (a millisecond per mailbox): started together, these take what
-        the longest takes, not the sum (the users whose stamps are held stay bounded: STAMPS per command)."""
-        for _ in range(self.AHEAD + 1):
-            got = self._first(k)
-            if got is None:
-                return
-            k = got[2] + 1
+    def _ahead(self, g: int) -> None:
+        """Have the first passes of group g and of the AHEAD groups after it started. Each runs a find on
+        the source for its time (a millisecond per mailbox): started together, these take what the
+        longest takes, not the sum (the users whose stamps are held stay bounded: STAMPS per command)."""
+        for k in range(g, min(g + self.AHEAD + 1, len(self.groups))):
+            self._first(k)
 
     def close(self) -> None:
         with self.lock:
-            for fut, _, _ in self.firsts.values():
-                fut.cancel()  # the first pass of a chunk no one reached (an interrupted run)
+            for fut in self.firsts.values():
+                fut.cancel()  # the first pass of a group no one reached (an interrupted run)
             self.firsts.clear()
         if self.pool is not None:
             self.pool.shutdown(wait=True)
+        self.splits.clear()
 
     def states(self, job: UserJob) -> dict:
         """The user's folder states, read once per run (each is a record to decode)."""
@@ -577,42 +580,77 @@ class _Prefetch:
 
     def _as_left(self, job: UserJob, raw) -> bool:
         """Is the source side of this mailbox as its signature holds? (The destination side is the worker's.)"""
-        prev = self.status(job)
-        expect = (prev or {}).get("quiet")
-        return (
-            isinstance(raw, RawScan) and isinstance(expect, list) and len(expect) == 3 and not self.identity(job)[0]
-            and quiet.source_sig(raw, _sig_ident(job, self.opts)) == expect[0]
-        )  # fmt: skip
+        got = self._left.get(job.src_root)
+        if got is None:
+            prev = self.status(job)
+            expect = (prev or {}).get("quiet")
+            got = self._left[job.src_root] = (
+                isinstance(raw, RawScan) and isinstance(expect, list) and len(expect) == 3
+                and not self.identity(job)[0] and quiet.source_sig(raw, _sig_ident(job, self.opts)) == expect[0]
+            )  # fmt: skip
+        return got
 
-    def _first(self, k: int):
-        """The first pass of chunk k: (future, offset of the chunk's roots in what it lists). After the
-        first chunk, the stamps of several chunks are taken in one command (up to STAMPS users): a
-        command's start on a busy source costs more than the listing of a dozen mailboxes' stamps."""
+    def _first(self, g: int):
+        """The future of group g's first pass, started if it was not (None once the group is cut)."""
         with self.lock:
-            if k >= len(self.chunks):
-                return None
-            got = self.firsts.get(k)
-            if got is None:
-                last, n = k, len(self.chunks[k])
-                while k > 0 and last + 1 < len(self.chunks) and n + len(self.chunks[last + 1]) <= self.STAMPS:
-                    last, n = last + 1, n + len(self.chunks[last + 1])
-                fut = self.stamps([j.src_root for c in self.chunks[k : last + 1] for j in c])
-                off = 0
-                for i in range(k, last + 1):
-                    self.firsts[i] = (fut, off, last)
-                    off += len(self.chunks[i])
-                got = self.firsts[k]
+            fut = self.firsts.get(g)
+            if fut is None and g not in self.splits:
+                fut = self.firsts[g] = self.stamps([j.src_root for j in self.groups[g]])
+            return fut
+
+    def _weight(self, job: UserJob, raw) -> int:
+        """What listing this mailbox holds, in bytes of the directories its second pass reads (and of the
+        control files beside them, which are read too): a directory's size follows its entries."""
+        if not isinstance(raw, RawScan) or self._as_left(job, raw):
+            return 0
+        known = _known(self.states(job))
+        moved, size = set(), 0
+        for e in raw.settle().tops:
+            folder, _, name = e.rel.rpartition(b"/")
+            if e.kind == DIR and name in listing.SUBDIRS and known.get(e.rel) != e.mtime_ns:
+                moved.add(folder)
+                size += e.size
+        return size + sum(e.size for e in raw.tops if e.kind == FILE and e.rel.rpartition(b"/")[0] in moved)
+
+    def _split(self, g: int):
+        """Group g cut into chunks, once its first pass is in."""
+        got = self.splits.get(g)
+        if got is not None:
+            return got
+        with self.split_lock:
+            got = self.splits.get(g)
+            if got is not None:
+                return got
+            every = self._first(g).result()
+            with self.lock:
+                self.firsts.pop(g, None)
+            cap = self.FIRST if g == 0 else 2 * self.FIRST if g == 1 else self.CHUNK
+            chunks, of, start, held = [], {}, 0, 0
+            for i, (j, raw) in enumerate(zip(self.groups[g], every)):
+                w = self._weight(j, raw)
+                if i > start and (i - start >= cap or held + w > self.HELD):
+                    chunks.append((start, self.groups[g][start:i]))
+                    start, held, cap = i, 0, min(cap * 2, self.CHUNK)
+                held += w
+                of[j.src_root] = len(chunks)
+            if start < len(every):
+                chunks.append((start, self.groups[g][start:]))
+            got = self.splits[g] = (every, chunks, of)
             return got
 
-    def _list(self, k: int) -> dict:
-        chunk = self.chunks[k]
-        fut, off, last = self._first(k)
-        self._ahead(k)  # the stamps after these are taken while these are worked on
-        every = fut.result()
+    def _next(self, key: tuple) -> tuple | None:
+        g, c = key
+        if c + 1 < len(self.splits[g][1]):
+            return g, c + 1
+        return (g + 1, 0) if g + 1 < len(self.groups) else None
+
+    def _list(self, key: tuple) -> dict:
+        g, c = key
+        every, chunks, _ = self._split(g)
+        off, chunk = chunks[c]
+        self._ahead(g)  # the stamps after these are taken while these are worked on
         outs = every[off : off + len(chunk)]
         every[off : off + len(chunk)] = [None] * len(chunk)  # held from here on by this chunk alone
-        with self.lock:
-            self.firsts.pop(k, None)
         once = {r for r, n in collections.Counter(j.src_root for j in chunk).items() if n == 1}
         requests, left = [], set()
         for j, raw in zip(chunk, outs):
@@ -633,32 +671,39 @@ class _Prefetch:
                 out[root].files[rel] = data
         return out
 
-    def _ensure(self, k: int):
+    def _ensure(self, key: tuple | None):
+        if key is None:
+            return None
         with self.lock:
-            if k >= len(self.chunks):
-                return None
-            fut = self.futures.get(k)
+            fut = self.futures.get(key)
             if fut is None:
                 if self.pool is None:
                     self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="maildirsync-list")
-                fut = self.futures[k] = self.pool.submit(self._list, k)
+                fut = self.futures[key] = self.pool.submit(self._list, key)
             return fut
 
     def get(self, job: UserJob, known: Callable[[], dict]) -> RawScan:
         """The job's listing. ``known``: the cur/new mtimes the listing may skip, asked only if needed."""
         if self.stamps is None:
             return self.source.scan(job.src_root, known())
-        k = self.where.get(job.src_root)
-        if k is None:
+        g = self.where.get(job.src_root)
+        if g is None:
             (res,) = self.source.scan_many([(job.src_root, known())])
         else:
-            fut = self._ensure(k)
-            self._ensure(k + 1)  # the next chunk is listed while this one is synced
-            results = fut.result()
-            res = results.pop(job.src_root)
-            if not results:
-                with self.lock:
-                    self.futures.pop(k, None)
+            key = (g, self._split(g)[2][job.src_root])
+            with self.lock:
+                taken = key in self.taken
+            if taken:  # a root asked twice, in chunks already taken: listed on its own
+                (res,) = self.source.scan_many([(job.src_root, known())])
+            else:
+                fut = self._ensure(key)
+                self._ensure(self._next(key))  # the next chunk is listed while this one is synced
+                results = fut.result()
+                res = results.pop(job.src_root)
+                if not results:
+                    with self.lock:
+                        self.futures.pop(key, None)
+                        self.taken.add(key)
         if isinstance(res, SourceError):
             raise res
         return res

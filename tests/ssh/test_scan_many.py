@@ -85,3 +85,59 @@ def test_the_first_passes_ahead_are_on_the_source_together():
     assert len(src.calls) == pf.AHEAD + 2
     asked = [r for c in src.calls for r in c]
     assert asked == [j.src_root for j in jobs[: len(asked)]]  # in order, each once
+
+
+@pytest.mark.parametrize(
+    "share, chunks",
+    [
+        (0, [4, 8, 16, 16, 16, 8]),  # nothing to read: chunks grow to CHUNK by count alone
+        (1 / 16, [4, 8, 16, 16, 16, 8]),  # 16 of these are HELD, not more
+        (1 / 14.5, [4, 8, 14, 14, 14, 14]),  # a little more: HELD cuts before 16
+        (1 / 4, [4] * 17),  # large mailboxes: four at a time
+        (4, [1] * 68),  # one mailbox larger than HELD is a chunk of its own, never none
+    ],
+)
+def test_a_chunk_is_cut_where_its_listings_would_pass_what_may_be_held(tmp_path, share, chunks):
+    """What is listed ahead is bounded by the size of what is to be read (the cur/new directories and
+    the control files beside them), not by a count of users alone: large mailboxes come fewer at a time,
+    so that a run over them holds no more than one over small ones."""
+    import concurrent.futures
+
+    from maildirsync import engine
+    from maildirsync.index import StateDir
+    from maildirsync.transport import FILE, RawEntry, RawScan
+
+    class Recording:
+        def __init__(self):
+            self.lists = []
+
+        def stamps_many(self, roots):
+            fut = concurrent.futures.Future()
+            half = int(engine._Prefetch.HELD * share) // 4  # the four sizes below make one mailbox's
+            fut.set_result([RawScan(tops=[RawEntry(b"cur", DIR, half, 1), RawEntry(b".Sent", DIR, 4096, 1),
+                                          RawEntry(b".Sent/cur", DIR, half, 1), RawEntry(b"new", DIR, 0, 1),
+                                          RawEntry(b"dovecot-uidlist", FILE, half, 1),
+                                          RawEntry(b".Sent/dovecot-uidlist", FILE, half, 1),
+                                          RawEntry(b".Trash/dovecot-uidlist", FILE, 1 << 30, 1)])
+                            for _ in roots])  # fmt: skip
+            return fut
+
+        def lists_many(self, outs, requests):
+            self.lists.append(len(requests))
+            return outs
+
+        def read_many(self, items):
+            return {}
+
+    jobs = [engine.UserJob(f"u{i:03d}", b"/src/u%03d" % i, os.fsencode(tmp_path / f"d{i}")) for i in range(68)]
+    src = Recording()
+    index, _ = StateDir(tmp_path / "state").open_index(readonly=False)
+    try:
+        pf = engine._Prefetch(jobs, src, engine.RunOptions(), index)
+        pf.begin()
+        for j in jobs:
+            assert isinstance(pf.get(j, dict), RawScan)
+        pf.close()
+    finally:
+        index.close()
+    assert src.lists == chunks  # (.Trash's cur/new were not in the first pass: its uidlist is not read)
