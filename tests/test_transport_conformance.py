@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from maildirsync.transport import DIR, FILE, LINK, SourceError
+from maildirsync.transport import DIR, FILE, LINK, RawEntry, SourceError, moved_dirs
 from tests.sshfixtures import (  # noqa: F401  (fixtures)
     any_source,
     inprocess_server,
@@ -192,3 +192,24 @@ def test_threads_share_one_source(any_source, tmp_path):
     with ThreadPoolExecutor(6) as pool:
         results = list(pool.map(one, range(6)))
     assert len(set(results)) == 1 and results[0][1]
+
+
+@pytest.mark.parametrize(
+    "rel, kind, known, read",
+    [
+        (b"cur", DIR, {}, True),  # never stamped: read
+        (b"cur", DIR, {b"cur": 5}, False),  # as the last run left it
+        (b"new", DIR, {b"new": 4}, True),  # moved since
+        (b".Sent/cur", DIR, {b".Sent/cur": 5}, False),
+        (b".Sent/new", DIR, {}, True),
+        (b"tmp", DIR, {}, False),  # never a message directory of ours
+        (b".Sent/tmp", DIR, {}, False),
+        (b"cur", FILE, {}, False),  # a file named cur is not a directory to read
+        (b"courierimapkeywords/cur", DIR, {}, False),  # below a directory that is not a folder
+    ],
+)
+def test_moved_dirs_is_the_one_rule_of_what_a_second_pass_reads(rel, kind, known, read):
+    unchanged: set = set()
+    got = moved_dirs([RawEntry(rel, kind, 4096, 5)], known, unchanged)
+    assert [e.rel for e in got] == ([rel] if read else [])
+    assert unchanged == ({rel} if known.get(rel) == 5 and kind == DIR and not read else set())

@@ -24,7 +24,7 @@ from .executor import Executor, Outcome, clean_tmp
 from .index import Ctl, FolderState, Index, StateDir
 from .plan import ADOPT, CONFLICT, CONTROL, COPY, DELETE, FETCH, MOVE, REFETCH, RENAME, Inputs, Options, Plan, make_plan
 from .quiet import ABSENT, uidlist_as_left
-from .transport import DIR, FILE, RawScan, Source, SourceError, read_many, records
+from .transport import FILE, RawScan, Source, SourceError, moved_dirs, read_many, records
 from .uidlist import NAME as UIDLIST
 from .uidplan import plan_uids
 
@@ -603,14 +603,10 @@ class _Prefetch:
         control files beside them, which are read too): a directory's size follows its entries."""
         if not isinstance(raw, RawScan) or self._as_left(job, raw):
             return 0
-        known = _known(self.states(job))
-        moved, size = set(), 0
-        for e in raw.settle().tops:
-            folder, _, name = e.rel.rpartition(b"/")
-            if e.kind == DIR and name in listing.SUBDIRS and known.get(e.rel) != e.mtime_ns:
-                moved.add(folder)
-                size += e.size
-        return size + sum(e.size for e in raw.tops if e.kind == FILE and e.rel.rpartition(b"/")[0] in moved)
+        dirs = moved_dirs(raw.settle().tops, _known(self.states(job)))
+        moved = {e.rel.rpartition(b"/")[0] for e in dirs}
+        beside = sum(e.size for e in raw.tops if e.kind == FILE and e.rel.rpartition(b"/")[0] in moved)
+        return sum(e.size for e in dirs) + beside
 
     def _split(self, g: int):
         """Group g cut into chunks, once its first pass is in."""

@@ -85,6 +85,21 @@ class RawScan:
         return out
 
 
+def moved_dirs(entries: Iterable[RawEntry], known: Mapping[bytes, int], unchanged: set | None = None) -> list[RawEntry]:
+    """The ``cur``/``new`` among a first pass's entries (the root's and the folders') whose mtime is not
+    the one ``known``: the ones a second pass reads. The others are added to ``unchanged`` when given:
+    taken as the last run left them. Every transport and the engine's chunking decide this one way."""
+    out = []
+    for e in entries:
+        if e.kind == DIR and e.rel.rpartition(b"/")[2] in (b"cur", b"new") and (
+                b"/" not in e.rel or e.rel.startswith(b".")):  # fmt: skip
+            if known.get(e.rel) != e.mtime_ns:
+                out.append(e)
+            elif unchanged is not None:
+                unchanged.add(e.rel)
+    return out
+
+
 # --- the records of a cur/new directory ----------------------------------------------------------------
 # One record per entry, NUL-terminated: ``<name>/<size>/<mtime>`` for a regular file (a name cannot hold
 # '/'), ``\x01<kind><name>/<size>/<mtime>`` for anything else. The mtime is seconds with an optional
@@ -210,13 +225,8 @@ def scan_plan(listdir, root: bytes, known: Mapping[bytes, int], listblob=None) -
         out.dirs[rel] = blob_of(rel, found, out.rejected)
 
     def visit_folder(rel: bytes, entries: list[RawEntry]) -> None:
-        for e in entries:
-            name = e.rel.rsplit(b"/", 1)[-1]
-            if e.kind == DIR and name in (b"cur", b"new"):
-                if known.get(e.rel) == e.mtime_ns:
-                    out.unchanged.add(e.rel)
-                else:
-                    visit_dir(e.rel)
+        for e in moved_dirs(entries, known, out.unchanged):
+            visit_dir(e.rel)
 
     top = visit(b"")
     assert top is not None

@@ -20,7 +20,9 @@ import asyncssh
 import xxhash
 
 from ..maildir import SOURCE_UNLISTED
-from ..transport import CHUNK, DIR, FILE, LINK, OTHER, Fetched, RawEntry, RawScan, SourceError, encode, parse_mtime
+from ..transport import (
+    CHUNK, DIR, FILE, LINK, OTHER, Fetched, RawEntry, RawScan, SourceError, encode, moved_dirs, parse_mtime,
+)
 from .bridge import Abandoned, Pipe
 from .connection import LOST, Connection
 from .errors import ProtocolError
@@ -196,13 +198,7 @@ class ExecSource:
             out = outs[i]
             if isinstance(out, SourceError) or where[root][0] != i or known is None:
                 continue  # (known None: the caller wants this one's first pass alone, as it is)
-            for e in out.settle().tops:
-                name = e.rel.rsplit(b"/", 1)[-1]
-                if e.kind == DIR and name in (b"cur", b"new") and (e.rel.count(b"/") == 0 or e.rel.startswith(b".")):
-                    if known.get(e.rel) == e.mtime_ns:
-                        out.unchanged.add(e.rel)
-                    else:
-                        second.append(start(root, e.rel))
+            second += [start(root, e.rel) for e in moved_dirs(out.settle().tops, known, out.unchanged)]
         if second:
             await self._finds(second, f"-maxdepth 1 {MSGS}", outs, where, dirs=True)
         _copy_repeats(outs, where)

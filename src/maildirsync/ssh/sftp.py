@@ -15,7 +15,9 @@ from collections.abc import Iterator, Mapping, Sequence
 
 import asyncssh
 
-from ..transport import CHUNK, DIR, FILE, LINK, OTHER, Fetched, RawEntry, RawScan, SourceError, blob_of, named_entries
+from ..transport import (
+    CHUNK, DIR, FILE, LINK, OTHER, Fetched, RawEntry, RawScan, SourceError, blob_of, moved_dirs, named_entries,
+)
 from .bridge import Abandoned, Pipe
 from .connection import LOST, Connection
 from .stream import fetched_from
@@ -79,14 +81,7 @@ async def ascan_plan(alistdir, root: bytes, known: Mapping[bytes, int], concurre
         return res
 
     def maildirs(entries: list[RawEntry]) -> list[bytes]:
-        todo = []
-        for e in entries:
-            if e.kind == DIR and e.rel.rsplit(b"/", 1)[-1] in (b"cur", b"new"):
-                if known.get(e.rel) == e.mtime_ns:
-                    out.unchanged.add(e.rel)
-                else:
-                    todo.append(e.rel)
-        return todo
+        return [e.rel for e in moved_dirs(entries, known, out.unchanged)]
 
     top = await visit(b"")
     if isinstance(top, OSError):
