@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from maildirsync import engine, local, ssh
+from maildirsync import engine, local, ssh, views
 from maildirsync.index import Index
 from maildirsync.lab.corpus import CorpusSpec, generate
 from maildirsync.ssh.execsrc import ExecSource
@@ -248,3 +248,38 @@ def test_a_source_list_s_stamp_is_kept_once_older_than_its_clock_tells_apart(tmp
     finally:
         idx.close()
     assert (ctl.src_size == lst.stat().st_size) is kept and (ctl.src_size == -1) is not kept
+
+
+def _own(d: Path, sub: str) -> None:
+    """A message the destination's own Dovecot delivered into ``sub``, its directory's stamp settled."""
+    box = d / "arossi" / "Maildir"
+    put(box / sub, "1700000050.M50P50.dsthost:2," if sub == "cur" else "1700000050.M50P50.dsthost")
+    os.utime(box / sub, ns=((T0 + 5) * 10**9, (T0 + 5) * 10**9))
+
+
+@pytest.mark.parametrize(
+    "source_change, destination_own",
+    [
+        ("source: a new message", None),  # the run writes in new/ alone: cur/ is as the last run left it
+        ("source: a new message", "cur"),  # ... and the destination's own mail arrived in cur/ meanwhile
+        ("source: a flag", "new"),  # the run renames in cur/; the destination received in new/
+        ("source: a message deleted", "new"),
+    ],
+)
+def test_a_folder_written_in_is_left_with_the_destination_names_as_they_are(settled, source_change, destination_own):
+    """What a run leaves for the next to compare with: the destination's names of both subdirs as they
+    are after it, whether it wrote in the subdir or not, and whatever else wrote there since the last run."""
+    src, dst, state = settled
+    CHANGES[source_change](src, dst)
+    if destination_own:
+        _own(dst, destination_own)
+    r = sync(src, dst, state)
+    assert [u.status for u in r.users if u.user == "arossi"] == ["changed"]
+    idx, _ = engine.state_dir_for(state, key_of(src, dst)).open_index(readonly=True)
+    try:
+        left = idx.folder_lists(b"arossi", b"")
+    finally:
+        idx.close()
+    for sub in ("cur", "new"):
+        names = set(os.listdir(dst / "arossi" / "Maildir" / sub))
+        assert set(left[views.tag(views.DST, sub.encode())].split(b"\0")) - {b""} == {os.fsencode(n) for n in names}

@@ -1076,7 +1076,7 @@ def _record_folders(batch, user: bytes, src: listing.Mailbox, states, plan: Plan
             # The stamps first, then the names: a change in between shows as a moved stamp next time.
             touched = folder in changed
             new.dst_mtimes = _dst_stamps(dst_root, folder, None if touched else dst.folders.get(folder))
-            left = views.left_lists(dst_root, folder, w, touched)
+            left = views.left_lists(dst_root, folder, w, _relist(st, new) if touched else set())
             if left != w.then:
                 batch.put_lists(user, folder, left)
             new.snap = True
@@ -1091,6 +1091,15 @@ def _record_folders(batch, user: bytes, src: listing.Mailbox, states, plan: Plan
             batch.put_folder(user, folder, new)
         news[folder] = new
     return news
+
+
+def _relist(st: FolderState, new: FolderState) -> set:
+    """The destination subdirs of a folder the run wrote in whose names must be read again: all but those
+    still at the stamp the last run left (settled then: whatever wrote there since, this run included,
+    moved it), whose names are the ones the last run left. A 1 % change writes in one subdir of most
+    folders, not both."""
+    return {sub for sub in listing.SUBDIRS if not st.snap or new.dst_mtimes.get(sub) is None
+            or new.dst_mtimes[sub] != st.dst_mtimes.get(sub)}  # fmt: skip
 
 
 def _margin(mtime_ns: int) -> int:

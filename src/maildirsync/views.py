@@ -249,13 +249,13 @@ def whole_folder(folder: bytes, src: Mailbox, dst: Mailbox, src_dirs: Dict[bytes
     return w
 
 
-def left_lists(root: bytes, folder: bytes, w: FolderWork, touched: bool) -> Dict[bytes, bytes]:
+def left_lists(root: bytes, folder: bytes, w: FolderWork, relist: Set[bytes]) -> Dict[bytes, bytes]:
     """What a run leaves for the next one to compare with: the source's records as it saw them, the
-    destination's names as they are now: as read before planning if the run did nothing there, else
-    read again (after its own changes)."""
+    destination's names as they are now: read again (after the run's own changes) for the subdirs in
+    ``relist``, as read before planning for the others."""
     out = {}
     fdir = maildir.folder_dir(root, folder)
     for sub in SUBDIRS:
         out[tag(SRC, sub)] = w.src_now.get(sub, b"")
-        out[tag(DST, sub)] = names_blob(fdir + b"/" + sub) if touched or w.whole else w.dst_now.get(sub, b"")
+        out[tag(DST, sub)] = names_blob(fdir + b"/" + sub) if sub in relist or w.whole else w.dst_now.get(sub, b"")
     return out
