@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from .compat import SLOTS
-from .maildir import MAX_NAME, SOURCE_UNLISTED, show
+from .maildir import MAX_NAME, SOURCE_UNLISTED, SUBDIRS, show
 
 CHUNK = 256 * 1024
 
@@ -91,7 +91,7 @@ def moved_dirs(entries: Iterable[RawEntry], known: Mapping[bytes, int], unchange
     taken as the last run left them. Every transport and the engine's chunking decide this one way."""
     out = []
     for e in entries:
-        if e.kind == DIR and e.rel.rpartition(b"/")[2] in (b"cur", b"new") and (
+        if e.kind == DIR and e.rel.rpartition(b"/")[2] in SUBDIRS and (
                 b"/" not in e.rel or e.rel.startswith(b".")):  # fmt: skip
             if known.get(e.rel) != e.mtime_ns:
                 out.append(e)
