@@ -149,10 +149,11 @@ def test_fetch_bytes_in_order_with_a_vanished_file(any_source, tmp_path):
         assert data == (None if rel == b"cur/gone:2,S" else FILES[rel]), rel
 
 
-def test_fetch_many_small_files(any_source, tmp_path):
+@pytest.mark.parametrize("n", [300, 3000])  # over SSH: through a loop's command line, and too many for one
+def test_fetch_many_small_files(any_source, tmp_path, n):
     root = tmp_path / "Maildir"
     (root / "cur").mkdir(parents=True)
-    files = {f"cur/{i}.m{i}.host:2,S".encode(): os.urandom(i * 37 % 5000) for i in range(300)}
+    files = {f"cur/{i}.m{i}.host:2,S".encode(): os.urandom(i * 37 % 5000) for i in range(n)}
     for rel, data in files.items():
         (root / rel.decode()).write_bytes(data)
     got = {f.rel: b"".join(f.chunks) for f in any_source.fetch(bytes(root), list(files))}

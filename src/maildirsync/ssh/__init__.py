@@ -94,7 +94,9 @@ def open_source(
     try:
         tools = conn.run(_ready(conn, transport != "sftp"))
         if tools is not None:
-            return ExecSource(conn, tools=tools)
+            # A tar loop keeps a session open for the whole run: a third of the channels, the rest
+            # left to the listings and to fetches that find every loop busy.
+            return ExecSource(conn, tools=tools, loops=max(1, (max_channels - 2) // 3))
         if transport == "exec":
             raise SshError(f"{target.name} cannot run find and tar (an sftp-only account?): use --transport sftp")
         return SftpSource(conn)

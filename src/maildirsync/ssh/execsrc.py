@@ -1,7 +1,8 @@
 """Reading the source with its own tools over exec channels: ``find -printf`` to list, ``tar`` to send.
 
 One channel lists a whole Maildir (about 6x faster than SFTP readdir) and one tar stream carries a whole
-batch of messages (about 4x faster than a file at a time over SFTP). Only options that GNU find 4.2 and
+batch of messages (about 4x faster than a file at a time over SFTP); a user's batch is one request to a
+shell kept open for the run (tarloop.py), not a session of its own. Only options that GNU find 4.2 and
 GNU tar 1.15 (CentOS 5, SME 8) know are used. Every command only reads.
 """
 
@@ -23,6 +24,7 @@ from ..maildir import SOURCE_UNLISTED
 from ..transport import (
     CHUNK, DIR, FILE, LINK, OTHER, Fetched, RawEntry, RawScan, SourceError, encode, moved_dirs, parse_mtime,
 )
+from . import tarloop
 from .bridge import Abandoned, Pipe
 from .connection import LOST, Connection
 from .errors import ProtocolError
@@ -37,6 +39,7 @@ WHOLE = 1 << 20  # files up to this size go through the pipe in one piece
 # output is read as fast as it comes, and a smaller window only slowed it.
 WINDOW = 512 * 1024
 ROOT_MISSING = 97
+TAR = b"tar -cf - --format=gnu --no-recursion"  # a loop's tar: its names are its arguments
 _KIND = {b"f": FILE, b"d": DIR, b"l": LINK, b"o": OTHER}
 
 # One -printf per type rather than %y, which GNU find 4.2 may lack. NUL-terminated: names may hold
@@ -111,7 +114,7 @@ class ExecSource:
     transport = "exec"
 
     def __init__(self, conn: Connection, *, owns_connection: bool = True, tools: Tools | None = None,
-                 gentle: bool = True) -> None:
+                 gentle: bool = True, loops: int = 2) -> None:
         from .sftp import SftpSource
 
         self.c = conn
@@ -122,6 +125,8 @@ class ExecSource:
         # The source is a production mail server while this runs: our find and tar run at the lowest CPU
         # and I/O priority it allows.
         self.nice = ("nice -n 19 " if tools.nice and gentle else "") + ("ionice -c 3 " if tools.ionice and gentle else "")
+        # Shells that run one tar after another (tarloop.py): a shell's tars have its priority.
+        self.loops = tarloop.Loops(conn, f"LC_ALL=C; export LC_ALL; exec {self.nice}sh -s", loops, WINDOW)
 
     # -- running a command
     async def _run(self, cmd: str, stdin: bytes = b"", on_stdout=None) -> tuple[int | None, bytes, bytes]:
@@ -255,12 +260,24 @@ class ExecSource:
     async def _produce(self, root: bytes, rels: list[bytes], pipe: Pipe) -> None:
         todo = deque(rels)
         partial: list[_Partial | None] = [None]
+        looped = tarloop.fits(root, rels)
         try:
             while todo:
                 conn, gen = await self.c.conn()
                 try:
-                    async with self.c.channels:
-                        await self._tar(conn, root, todo, partial, pipe)
+                    loop = await self.loops.take(conn, gen) if looped else None
+                    if loop is not None:
+                        try:
+                            await self._tar(conn, root, todo, partial, pipe, loop=loop)
+                        except LOST:
+                            if conn.is_closed():
+                                raise
+                            looped = False  # the shell went away, the connection did not: the rest by exec
+                        finally:
+                            self.loops.give_back(loop)
+                    else:
+                        async with self.c.channels:
+                            await self._tar(conn, root, todo, partial, pipe)
                 except LOST as e:
                     if not conn.is_closed():
                         raise ProtocolError(f"the tar stream from the source broke off: {e}") from None
@@ -271,35 +288,33 @@ class ExecSource:
         except Exception as e:
             pipe.finish(e if isinstance(e, SourceError) else SourceError(f"tar fetch failed: {e}"))
 
-    async def _tar(self, conn, root: bytes, todo: deque, partial: list, pipe: Pipe, nested: bool = False) -> None:
-        """Stream ``todo`` (consumed as files are delivered) through one ``tar`` on the source."""
-        cmd = PROLOGUE.format(root=shq(root)) + f"exec {self.nice}tar -cf - --format=gnu --no-recursion --null -T -"
-        proc = await conn.create_process(cmd, encoding=None, window=WINDOW)
-        async with proc:
-            errs = asyncio.ensure_future(proc.stderr.read())
-            feeder = asyncio.ensure_future(self._feed(proc, list(todo)))
-            try:
-                r = BufferedReader(proc.stdout, throttle=self.c.throttle)
-                while True:
-                    m = await next_member(r)
-                    if m is None:
-                        break
-                    name = m.name[2:] if m.name.startswith(b"./") else m.name
-                    if todo[0] != name:
-                        if name not in todo:
-                            raise ProtocolError(f"tar sent {name!r}, which was not asked for")
-                        while todo[0] != name:  # tar skips what it could not stat or open
-                            await self._missing(todo, partial, pipe)
-                    await self._member(conn, root, m, r, todo, partial, pipe, nested)
-                await feeder
-                status_err = await errs
-                await proc.wait_closed()
-            finally:
-                feeder.cancel()
-                errs.cancel()
-        if conn.is_closed() and proc.exit_status is None:
-            raise asyncssh.ConnectionLost("connection closed during tar")
-        if proc.exit_status == ROOT_MISSING:
+    async def _tar(self, conn, root: bytes, todo: deque, partial: list, pipe: Pipe, nested: bool = False,
+                   loop: tarloop.Loop | None = None) -> None:
+        """Stream ``todo`` (consumed as files are delivered) through one ``tar`` on the source: a tar of
+        its own, or the next request of ``loop``."""
+        if loop is not None:
+            await loop.send(root, list(todo), ROOT_MISSING, TAR)
+            await self._members(conn, root, loop.reader, loop.member, todo, partial, pipe, nested)
+            status, status_err = await loop.end()
+        else:
+            cmd = PROLOGUE.format(root=shq(root)) + f"exec {self.nice}tar -cf - --format=gnu --no-recursion --null -T -"
+            proc = await conn.create_process(cmd, encoding=None, window=WINDOW)
+            async with proc:
+                errs = asyncio.ensure_future(proc.stderr.read())
+                feeder = asyncio.ensure_future(self._feed(proc, list(todo)))
+                try:
+                    r = BufferedReader(proc.stdout, throttle=self.c.throttle)
+                    await self._members(conn, root, r, lambda: next_member(r), todo, partial, pipe, nested)
+                    await feeder
+                    status_err = await errs
+                    await proc.wait_closed()
+                finally:
+                    feeder.cancel()
+                    errs.cancel()
+            if conn.is_closed() and proc.exit_status is None:
+                raise asyncssh.ConnectionLost("connection closed during tar")
+            status = proc.exit_status
+        if status == ROOT_MISSING:
             raise SourceError(f"cannot read {root.decode(errors='backslashreplace')}: "
                               f"{status_err.decode(errors='replace').strip()}")
         while todo:
@@ -310,6 +325,21 @@ class ExecSource:
         if odd:
             # e.g. "file changed as we read it": what was sent may not be what is on disk now.
             raise ProtocolError("tar on the source reported: " + "; ".join(odd[:5]))
+
+    async def _members(self, conn, root: bytes, r: BufferedReader, member, todo: deque, partial: list, pipe: Pipe,
+                       nested: bool) -> None:
+        """Deliver the archive's members (``member()`` gives the next, None at the end) in ``todo``'s order."""
+        while True:
+            m = await member()
+            if m is None:
+                return
+            name = m.name[2:] if m.name.startswith(b"./") else m.name
+            if todo[0] != name:
+                if name not in todo:
+                    raise ProtocolError(f"tar sent {name!r}, which was not asked for")
+                while todo[0] != name:  # tar skips what it could not stat or open
+                    await self._missing(todo, partial, pipe)
+            await self._member(conn, root, m, r, todo, partial, pipe, nested)
 
     @staticmethod
     async def _missing(todo: deque, partial: list, pipe: Pipe) -> None:
@@ -453,8 +483,16 @@ class ExecSource:
         proc.stdin.write_eof()
 
     def close(self) -> None:
+        if not self.c.loop.is_closed():
+            try:
+                self.c.run(self._close_loops(), 10)
+            except Exception:
+                pass
         if self._owns:
             self.c.close()
+
+    async def _close_loops(self) -> None:
+        self.loops.close()
 
 
 # Each program started costs a few milliseconds on a busy source: the usual case (all three there) is one

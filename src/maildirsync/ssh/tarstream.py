@@ -51,6 +51,9 @@ class BufferedReader:
             self._buf += data
         return True
 
+    def peek(self, n: int) -> bytes:
+        return bytes(self._buf[self._pos:self._pos + n])
+
     def take(self, n: int) -> bytes:
         b = bytes(self._buf[self._pos:self._pos + n])
         self._pos += n
