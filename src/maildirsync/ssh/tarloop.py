@@ -22,9 +22,11 @@ import os
 from .errors import ProtocolError
 from .tarstream import BLOCK, ZERO, BufferedReader, Member, next_member
 
-# Names go on tar's command line: a request larger than this goes through a tar of its own, reading its
-# names from stdin (bash reads a script from a pipe a byte at a time, and the arguments must fit ARG_MAX).
-LOOP_MAX = 64 * 1024
+# Names go on tar's command line, and bash reads a script from a pipe a byte at a time: measured here, a
+# request of 1 KB costs it 0.23 ms, of 8 KB 1.5 ms, of 64 KB 12 ms, where a session of its own costs the
+# source about 5 ms of CPU. A larger request (an initial sync's) goes through a tar of its own, reading
+# its names from stdin. A user's share of a 1 % change is 1-2 KB.
+LOOP_MAX = 16 * 1024
 
 
 def quote(b: bytes) -> bytes:
