@@ -9,9 +9,10 @@ written to its shell: ``tar`` with the names as arguments, stdin closed, and beh
 stream that the client waits for. The trailer carries a random tag, so no file name can pass for one.
 
 On stdout each request gives a tar archive, the zero blocks that end and pad it (tar writes whole
-records, each a number of 512-byte blocks), then a 512-byte block ``<tag> <exit status>``. On stderr, whatever tar printed, then a
-line ``<tag>``. A request whose stream is not read to its trailer (the consumer went away, the stream
-broke) leaves the loop out of step: it is closed, never reused.
+records, each a number of 512-byte blocks), then a 512-byte block ``<tag> <exit status>``. On stderr,
+whatever tar printed, then ``\n<tag>\n`` (a line of its own even where tar's last one had no end). A
+request whose stream is not read to its trailers (the consumer went away, the stream broke) leaves the
+loop out of step: it is closed, never reused.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def request(tag: bytes, root: bytes, rels, status_missing: int, tar: bytes) -> b
     """The line that runs one tar of ``rels`` below ``root`` and writes both trailers."""
     names = b" ".join(quote(b"./" + rel) for rel in rels)  # "./": a name never reads as an option
     return (b"(cd " + quote(root) + b" || exit %d; exec " % status_missing + tar + b" " + names
-            + b") </dev/null; printf '%-511s\\n' \"" + tag + b" $?\"; echo " + tag + b" >&2\n")
+            + b") </dev/null; printf '%-511s\\n' \"" + tag + b" $?\"; printf '\\n%s\\n' " + tag + b" >&2\n")
 
 
 def fits(root: bytes, rels) -> bool:
@@ -102,13 +103,12 @@ class Loop:
             except (ValueError, IndexError):
                 raise ProtocolError("the source's tar loop sent an unreadable trailer") from None
             break
-        line = self.tag + b"\n"
+        line = b"\n" + self.tag + b"\n"
         while True:
-            at = 0 if self._err.startswith(line) else self._err.find(b"\n" + line)
+            at = self._err.find(line)
             if at >= 0:
-                start = at and at + 1
-                text = bytes(self._err[:start])
-                del self._err[: start + len(line)]
+                text = bytes(self._err[:at])
+                del self._err[: at + len(line)]
                 self.in_step = True
                 return status, text
             if self._err_done:
