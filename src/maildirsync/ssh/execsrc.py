@@ -40,6 +40,7 @@ WHOLE = 1 << 20  # files up to this size go through the pipe in one piece
 WINDOW = 512 * 1024
 ROOT_MISSING = 97
 TAR = b"tar -cf - --format=gnu --no-recursion"  # a loop's tar: its names are its arguments
+TAR_STDIN = TAR.decode() + " --null -T -"  # a tar of its own: its names on stdin, NUL-terminated
 _KIND = {b"f": FILE, b"d": DIR, b"l": LINK, b"o": OTHER}
 
 # One -printf per type rather than %y, which GNU find 4.2 may lack. NUL-terminated: names may hold
@@ -297,7 +298,7 @@ class ExecSource:
             await self._members(conn, root, loop.reader, loop.member, todo, partial, pipe, nested)
             status, status_err = await loop.end()
         else:
-            cmd = PROLOGUE.format(root=shq(root)) + f"exec {self.nice}tar -cf - --format=gnu --no-recursion --null -T -"
+            cmd = PROLOGUE.format(root=shq(root)) + f"exec {self.nice}{TAR_STDIN}"
             proc = await conn.create_process(cmd, encoding=None, window=WINDOW)
             async with proc:
                 errs = asyncio.ensure_future(proc.stderr.read())
@@ -445,7 +446,7 @@ class ExecSource:
         async def op(conn):
             async with self.c.channels:
                 proc = await conn.create_process(
-                    f"cd / && exec {self.nice}tar -cf - --format=gnu --no-recursion --null -T -", encoding=None,
+                    f"cd / && exec {self.nice}{TAR_STDIN}", encoding=None,
                     window=WINDOW)
                 async with proc:
                     feeder = asyncio.ensure_future(self._feed_paths(proc, paths))
