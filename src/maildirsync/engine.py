@@ -1110,6 +1110,8 @@ def _margin(mtime_ns: int) -> int:
 
 def _folder_problems(src: listing.Mailbox, folder: bytes) -> list:
     """What of the folder's cur/new was set aside, to be said again while its directories stay as they are."""
+    if not src.skipped and not src.rejected:
+        return []
     heads = tuple(maildir.show(maildir.in_folder(folder, sub)) + "/" for sub in listing.SUBDIRS)
     return [[k, t] for k, texts in (("skipped", src.skipped), ("rejected", src.rejected)) for t in texts if t.startswith(heads)]
 

@@ -180,6 +180,8 @@ def _verbatim(state: FolderState, src_data, dst_data, df, inp: Inputs, folder: b
     s, d = _header(src_data), _header(dst_data)
     if s is None or d is None or s.version != d.version or s.uidvalidity != state.uidvalidity:
         return False
+    if not inp.src.rejected:
+        return True
     head = maildir.show(maildir.in_folder(folder, b""))
     return not any(t.startswith(head) for t in inp.src.rejected)  # a message the source has that we never place
 
