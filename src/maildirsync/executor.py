@@ -33,6 +33,7 @@ from .keywords import Translation, render
 from .plan import (
     ADOPT, CONFLICT, COPY, DELETE, FETCH, MOVE, REFETCH, RENAME, Action, Plan,
 )  # fmt: skip
+from .renames import rename_noreplace
 from .transport import CHUNK, Source, SourceError
 from .uidlist import UidlistError
 
@@ -326,11 +327,8 @@ class Executor:
 
     def rename(self, src: bytes, dst: bytes) -> None:
         """Rename a message, keeping its inode, in one atomic step (a kill cannot leave it under two
-        names). rename(2) would replace an existing ``dst``: that is checked first, and only the mail
-        server could create a name with this message's base in between."""
-        if os.path.lexists(dst):
-            raise FileExistsError(errno.EEXIST, "the new name already exists on the destination", dst)
-        os.rename(src, dst)
+        names), never over an existing ``dst`` (see renames.py)."""
+        rename_noreplace(src, dst)
         self.dirty(dst)
         self.dirty(src)
 
