@@ -21,7 +21,7 @@ from pathlib import Path
 import xxhash
 
 from maildirsync.compat import exit_code
-from maildirsync import engine, local, maildir
+from maildirsync import engine, executor, local, maildir
 from maildirsync.index import Batch, StateDir
 from maildirsync.lab.corpus import SME8_ADMIN, SME8_USERS, CorpusSpec, generate
 from maildirsync.lab.sshd import start_sshd
@@ -282,6 +282,9 @@ def killed_at(k: int, fn: Callable[[], object], trace: Path) -> Crash | None:
             for name in CRASH_CALLS:
                 if hasattr(os, name):
                     setattr(os, name, wrap(name, getattr(os, name)))
+            # A message renamed in place goes through renameat2(2) by ctypes, which os.rename's wrapper
+            # never sees; without this, a flags run would have almost no crash points.
+            executor.rename_noreplace = wrap("rename", executor.rename_noreplace)
             commit = Batch.commit
             Batch.commit = lambda self, **kw: wrap("index-commit", lambda: commit(self, **kw))()
             fn()
