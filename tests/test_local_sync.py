@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from maildirsync import engine, local
+from maildirsync import engine, executor, local
 from maildirsync.index import StateDir
 from maildirsync.lab.corpus import CorpusSpec, generate
 from maildirsync.lab.scenarios import apply as mutate
@@ -67,6 +67,39 @@ def test_flag_changes_are_renames_that_keep_the_inode_and_read_nothing(corpus, t
     after = snapshot(dst, with_inodes=True)
     moved = [k for k in after if k not in before and b"/cur/" in b"/" + k]
     assert moved and all(after[k][3] in inodes_before for k in moved)
+
+
+def test_a_flag_change_whose_new_name_is_taken_fails_alone_and_the_others_are_made(corpus, tmp_path, monkeypatch):
+    """Renames go through the executor in one loop per run (executor.rename_group); one refused there is
+    that message's failure, with its reason, and neither file is touched; the renames before and after
+    it, in its folder and others, are made and counted."""
+    dst, state = tmp_path / "dst", tmp_path / "state"
+    sync(corpus, dst, state)
+    mutate("flags", corpus, "plain", seed=3, fraction=0.5)
+    dry = sync(corpus, dst, state, dry_run=True)
+    renames = [a for u in dry.users for a in u.plan.actions if a.kind == "rename"]
+    assert len(renames) >= 6 and len({a.folder for a in renames}) >= 2
+    taken = renames[len(renames) // 2]
+    [old] = [p for p in dst.rglob("*") if os.fsencode(p.name) == taken.old[1]]
+    squatter = old.parent.parent / os.fsdecode(taken.dst[0]) / os.fsdecode(taken.dst[1])
+    real = executor.rename_noreplace
+
+    def mail_server_first(src, to):
+        # The mail server gives the message that name itself, after the listing, before our rename.
+        if to == os.fsencode(squatter):
+            squatter.write_bytes(b"the mail server's\n")
+        real(src, to)
+
+    monkeypatch.setattr(executor, "rename_noreplace", mail_server_first)
+    r = sync(corpus, dst, state)
+    failed = [(a, why) for u in r.users for a, why in u.outcome.failed]
+    assert [(a.key(), "already exists" in why) for a, why in failed] == [(taken.key(), True)]
+    assert sum(u.counts()["renamed"] for u in r.users) == len(renames) - 1
+    assert squatter.read_bytes() == b"the mail server's\n" and old.exists()
+    for a in renames:
+        if a is not taken:
+            [made] = [p for p in dst.rglob(os.fsdecode(a.dst[1]))]
+            assert made.parent.name == os.fsdecode(a.dst[0])
 
 
 def test_moves_between_folders_are_local(corpus, tmp_path):
