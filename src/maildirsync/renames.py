@@ -2,7 +2,7 @@
 the filesystem have it (Linux 3.15+, ext4 and XFS; glibc has the wrapper from 2.28, NethServer 7's 2.17
 has not, so the system call is made by its number there), else a check for the name and rename(2).
 
-Why: a flag change is a rename of the message, and 10 % of the flags on the medium corpus is 25 000 of
+Why: a flag change is a rename of the message, and 10 % flags on the medium corpus is 20 000 of
 them. The check costs a lookup of a name that is not there (measured: a few µs each, a tenth of the
 rename's own cost), and between the check and the rename the mail server could create the name; the
 flag closes that window and saves the lookup.
