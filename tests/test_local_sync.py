@@ -77,9 +77,10 @@ def test_a_flag_change_whose_new_name_is_taken_fails_alone_and_the_others_are_ma
     sync(corpus, dst, state)
     mutate("flags", corpus, "plain", seed=3, fraction=0.5)
     dry = sync(corpus, dst, state, dry_run=True)
-    renames = [a for u in dry.users for a in u.plan.actions if a.kind == "rename"]
-    assert len(renames) >= 6 and len({a.folder for a in renames}) >= 2
-    taken = renames[len(renames) // 2]
+    renames = [(u.user, a) for u in dry.users for a in u.plan.actions if a.kind == "rename"]
+    assert len(renames) >= 6 and len({a.folder for _, a in renames}) >= 2
+    user, taken = renames[len(renames) // 2]
+    renames = [a for _, a in renames]
     [old] = [p for p in dst.rglob("*") if os.fsencode(p.name) == taken.old[1]]
     squatter = old.parent.parent / os.fsdecode(taken.dst[0]) / os.fsdecode(taken.dst[1])
     real = executor.rename_noreplace
@@ -96,6 +97,14 @@ def test_a_flag_change_whose_new_name_is_taken_fails_alone_and_the_others_are_ma
     assert [(a.key(), "already exists" in why) for a, why in failed] == [(taken.key(), True)]
     assert sum(u.counts()["renamed"] for u in r.users) == len(renames) - 1
     assert squatter.read_bytes() == b"the mail server's\n" and old.exists()
+    # The index still knows the message under its old name: the refused rename was not recorded.
+    _jobs, key, _notes = local.jobs(corpus, dst, [], create=True)
+    ix, _ = engine.state_dir_for(state, key).open_index(readonly=True)
+    try:
+        rec = ix.get_recs(user.encode(), taken.folder, [taken.base])[taken.base]
+    finally:
+        ix.close()
+    assert (rec.dst_subdir, rec.dst_name) == taken.old
     for a in renames:
         if a is not taken:
             [made] = [p for p in dst.rglob(os.fsdecode(a.dst[1]))]

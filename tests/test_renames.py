@@ -17,11 +17,17 @@ def _no_flag(olddir, old, newdir, new, flags):
     return -1
 
 
-@pytest.fixture(params=["renameat2", "check-then-rename", "no-such-call"])
+@pytest.fixture(params=["renameat2", "by-syscall-number", "check-then-rename", "no-such-call"])
 def way(request, monkeypatch):
     if request.param == "renameat2":
         if renames._renameat2 is None:
             pytest.skip("no renameat2 here")
+    elif request.param == "by-syscall-number":
+        # What NethServer 7 gets: glibc 2.17 has no renameat2 symbol, the kernel has the call.
+        by_number = renames._bind(symbol=False)
+        if by_number is None:
+            pytest.skip("no syscall number known for this machine")
+        monkeypatch.setattr(renames, "_renameat2", by_number)
     elif request.param == "check-then-rename":
         monkeypatch.setattr(renames, "_renameat2", None)
     else:
@@ -35,6 +41,8 @@ def test_renames_keeping_the_inode(tmp_path, way):
     ino = a.stat().st_ino
     renames.rename_noreplace(os.fsencode(a), os.fsencode(b))
     assert not a.exists() and b.read_bytes() == b"mail" and b.stat().st_ino == ino
+    if way in ("renameat2", "by-syscall-number"):
+        assert renames._renameat2 is not None  # the call did it: no fall back to check-then-rename
 
 
 def test_never_replaces_an_existing_name(tmp_path, way):

@@ -21,17 +21,20 @@ RENAME_NOREPLACE = 1
 _SYSCALL_NR = {"x86_64": 316, "aarch64": 276}
 
 
-def _bind():
+def _bind(symbol: bool = True):
+    """The C library's renameat2, else (or if not ``symbol``) the system call by its number, else None."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
     except OSError:
         return None
-    fn = getattr(libc, "renameat2", None)
+    fn = getattr(libc, "renameat2", None) if symbol else None
     if fn is not None:
         fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
         fn.restype = ctypes.c_int
         return fn
-    nr = _SYSCALL_NR.get(platform.machine())
+    # The numbers are the 64-bit ABIs': a 32-bit Python on an x86_64 kernel (i386: 353; x32: another
+    # base) would call something else by them, so it checks then renames instead.
+    nr = _SYSCALL_NR.get(platform.machine()) if ctypes.sizeof(ctypes.c_void_p) == 8 else None
     call = getattr(libc, "syscall", None)
     if nr is None or call is None:
         return None
