@@ -162,6 +162,25 @@ def test_destination_side_changes_win(tmp_path):
     }  # and 1002, deleted on the destination, is not brought back
 
 
+def test_other_content_put_under_our_base_on_the_destination_is_never_taken_for_ours(tmp_path):
+    """A file by hand under one of our bases, with other content (Dovecot never makes one): a flag change
+    on the source must not rename or record it as ours, or the source's later delete would delete it."""
+    src, dst, state = two_messages(tmp_path)
+    sync(src, dst, state)
+    os.unlink(dst / "cur/1000.M1P1.h,S=6:2,S")
+    put(dst, "cur/1000.M1P1.h,S=6:2,FS", b"not the same mail\n")
+    os.rename(src / "cur/1000.M1P1.h,S=6:2,S", src / "cur/1000.M1P1.h,S=6:2,RS")
+    r = sync(src, dst, state)
+    assert r.users[0].counts()["conflicts"] == 1, r.users[0].counts()
+    assert (dst / "cur/1000.M1P1.h,S=6:2,FS").read_bytes() == b"not the same mail\n"
+    assert (dst / "cur/1000.M1P1.h-conflict1,S=6:2,RS").read_bytes() == b"first\n"
+    assert sync(src, dst, state).users[0].status == "ok"
+    (src / "cur/1000.M1P1.h,S=6:2,RS").unlink()
+    sync(src, dst, state, max_delete=100)
+    assert (dst / "cur/1000.M1P1.h,S=6:2,FS").read_bytes() == b"not the same mail\n"
+    assert not (dst / "cur/1000.M1P1.h-conflict1,S=6:2,RS").exists()  # ours, and gone from the source
+
+
 def test_destination_only_mail_survives_deletes(tmp_path):
     src, dst, state = two_messages(tmp_path)
     sync(src, dst, state)

@@ -109,6 +109,20 @@ RULES = [
         [("record", b"", (b"cur", B + b":2,"))],
     ),
     (
+        "renamed on the source, other content under the base on the destination: conflict, keep both",
+        {b"": [m(b"cur", B + b":2,RS")]},
+        {b"": [m(b"cur", B + b":2,FS", size=99)]},
+        {b"": {B: rec()}},
+        [("conflict", b"", (b"cur", b"1600000000.M1P1.src-conflict1,S=100:2,RS"))],
+    ),
+    (
+        "renamed on the source, other content there under the very name the merge gives: conflict",
+        {b"": [m(b"cur", B + b":2,")]},
+        {b"": [m(b"cur", B + b":2,", size=99)]},
+        {b"": {B: rec()}},
+        [("conflict", b"", (b"cur", b"1600000000.M1P1.src-conflict1,S=100:2,"))],
+    ),
+    (
         "unchanged on the source, flags changed on the destination: leave it",
         {b"": [m(b"cur", B + b":2,S")]},
         {b"": [m(b"cur", B + b":2,FS")]},

@@ -305,6 +305,14 @@ class _Planner:
             return self.gone_there(folder, m, rec)  # deleted on the destination: stays deleted
         if (m.subdir, m.name) == (rec.src_subdir, rec.src_name):
             return  # unchanged on the source: whatever the destination did stands
+        if d.size != rec.size:
+            # Another message under our base there (by hand: Dovecot never changes a message's size).
+            # Renaming or recording it would make it ours, with our size, and a later delete on the
+            # source would delete it: keep it untouched and place the source's version beside it.
+            nb = self.conflict_base(folder, m.base)
+            self.add(CONFLICT, folder, base=m.base, src=(m.subdir, m.name), dst=self.target(folder, m, nb),
+                     size=m.size, mtime_ns=m.mtime_ns, rec=rec)  # fmt: skip
+            return
         if self.unchanged_dst(d, rec):
             where, note = self.target(folder, m), ""
         else:

@@ -182,8 +182,9 @@ def complete(w: FolderWork, folder: bytes, src: Mailbox, dst: Mailbox, recs: Dic
             if now_sets is None:
                 now_sets = {sub: set(records(w.dst_now[sub])) for sub in SUBDIRS}
             if rec is not None and rec.dst_name and rec.dst_name in now_sets.get(rec.dst_subdir, ()):
-                df.msgs[base] = Msg(rec.dst_subdir, rec.dst_name, rec.size, rec.mtime_ns,
-                                    maildir.parse_name(rec.dst_name, sep))  # fmt: skip
+                # Under the base of its name, as a whole listing has it: a conflict copy's is not the record's.
+                p = maildir.parse_name(rec.dst_name, sep)
+                df.msgs[p.base] = Msg(rec.dst_subdir, rec.dst_name, rec.size, rec.mtime_ns, p)
                 continue
             if rec is not None:
                 continue  # what the record names is gone from the destination
