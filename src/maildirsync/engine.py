@@ -24,7 +24,7 @@ from .executor import Executor, Outcome, clean_tmp
 from .index import Ctl, FolderState, Index, StateDir
 from .plan import ADOPT, CONFLICT, CONTROL, COPY, DELETE, FETCH, MOVE, REFETCH, RENAME, Inputs, Options, Plan, make_plan
 from .quiet import ABSENT, uidlist_as_left
-from .transport import FILE, RawScan, Source, SourceError, moved_dirs, read_many, records
+from .transport import FILE, RawScan, Source, SourceError, moved_dirs, read_local, read_many, records
 from .uidlist import NAME as UIDLIST
 from .uidplan import plan_uids
 
@@ -1004,21 +1004,23 @@ def _as_carried(st: FolderState | None, src_stamp, df) -> bool:
 
 def _read_local(path: bytes) -> bytes | None:
     try:
-        with open(path, "rb") as f:
-            return f.read()
+        return read_local(path)[0]
     except OSError:
         return None
 
 
-def _dst_stamps(root: bytes, folder: bytes, seen=None) -> dict[bytes, int]:
+def _dst_stamps(root: bytes, folder: bytes, seen=None, taken=None) -> dict[bytes, int]:
     """The destination folder's cur/new mtimes (now, or as ``seen`` before the run if it did nothing
-    there), if settled enough to be trusted (stamps.settled)."""
+    there, or as :func:`_settle` took them after the run's last write), if settled enough to be trusted
+    (stamps.settled)."""
     out = {}
     now = stamps.fs_now_ns()
     for sub in (b"cur", b"new"):
         try:
             if seen is not None:
                 m = seen.dir_mtimes[sub]
+            elif taken is not None:
+                m = taken[(folder, sub)]
             else:
                 m = os.stat(maildir.folder_dir(root, folder) + b"/" + sub).st_mtime_ns
         except (OSError, KeyError):
@@ -1029,19 +1031,24 @@ def _dst_stamps(root: bytes, folder: bytes, seen=None) -> dict[bytes, int]:
     return out
 
 
-def _settle(root: bytes, folders) -> None:
+def _settle(root: bytes, folders) -> dict:
     """Wait, once per user and a clock tick at most, until the cur/new this run wrote in are settled
-    (stamps.settled) for their stamps to be kept (then read again): a folder written in the last tick
-    would otherwise be left without one, listed again by the next run, and not make its mailbox quiet."""
-    latest = 0
+    (stamps.settled) for their stamps to be kept: a folder written in the last tick would otherwise be
+    left without one, listed again by the next run, and not make its mailbox quiet. Returns the mtimes
+    it read, (folder, sub) -> mtime_ns: the stamps to keep. Taken after the run's last write and before
+    the names are read again, as a stamp must be; a write during the wait moves the directory past it,
+    so the next run lists that directory again."""
+    latest, taken = 0, {}
     for folder in folders:
         for sub in (b"cur", b"new"):
             try:
-                latest = max(latest, os.stat(maildir.folder_dir(root, folder) + b"/" + sub).st_mtime_ns)
+                m = taken[(folder, sub)] = os.stat(maildir.folder_dir(root, folder) + b"/" + sub).st_mtime_ns
             except OSError:
-                pass
+                continue
+            latest = max(latest, m)
     if latest:
         stamps.wait_settled(latest)
+    return taken
 
 
 def _record_folders(batch, user: bytes, src: listing.Mailbox, states, plan: Plan, out: Outcome, stamp_dirs: bool,
@@ -1052,8 +1059,7 @@ def _record_folders(batch, user: bytes, src: listing.Mailbox, states, plan: Plan
     failed_folders = {a.folder for a, _ in out.failed} | {a.from_folder for a, _ in out.failed if a.from_folder}
     done_kinds_incomplete = out.fatal is not None or out.interrupted
     changed = {a.folder for a in out.done if a.writes} | {a.from_folder for a in out.done if a.from_folder}
-    if not done_kinds_incomplete:
-        _settle(dst_root, changed - failed_folders)
+    taken = _settle(dst_root, changed - failed_folders) if not done_kinds_incomplete else {}
     news = dict(states)
     for folder, f in src.folders.items():
         st = states.get(folder) or FolderState()
@@ -1075,7 +1081,7 @@ def _record_folders(batch, user: bytes, src: listing.Mailbox, states, plan: Plan
         if clean:
             # The stamps first, then the names: a change in between shows as a moved stamp next time.
             touched = folder in changed
-            new.dst_mtimes = _dst_stamps(dst_root, folder, None if touched else dst.folders.get(folder))
+            new.dst_mtimes = _dst_stamps(dst_root, folder, None if touched else dst.folders.get(folder), taken)
             left = views.left_lists(dst_root, folder, w, _relist(st, new) if touched else set())
             if left != w.then:
                 batch.put_lists(user, folder, left)
@@ -1132,13 +1138,18 @@ def _record_uids(new: FolderState, ctx, src: listing.Mailbox, dst_root: bytes, f
     size, mtime = ctx.src_stamp
     if size != ABSENT and (src.now_ns is None or mtime > src.now_ns - _margin(mtime)):
         size = -1  # changed too recently to trust the stamp
+    path = maildir.folder_dir(dst_root, folder) + b"/" + UIDLIST
     try:
-        with open(maildir.folder_dir(dst_root, folder) + b"/" + UIDLIST, "rb") as f:
-            st = os.fstat(f.fileno())
-            # Byte for byte the source's, as the stamp recorded says: checked on the file that stamp is
-            # of, since the destination's Dovecot may have rewritten it since we did. Later runs take a
-            # list with this stamp for the source's without reading either (see _as_carried).
-            new.verbatim = bool(ctx.same) and ctx.src_data is not None and f.read() == ctx.src_data
+        # Byte for byte the source's, as the stamp recorded says: checked on the file that stamp is of,
+        # since the destination's Dovecot may have rewritten it since we did. Later runs take a list
+        # with this stamp for the source's without reading either (see _as_carried). The file the
+        # executor judged (or wrote) and left, by its inode, size and mtime, is not read again.
+        st = os.stat(path)
+        if ctx.left is not None and ctx.left == (st.st_ino, st.st_size, st.st_mtime_ns):
+            new.verbatim = bool(ctx.same) and ctx.src_data is not None
+        else:
+            data, st = read_local(path)
+            new.verbatim = bool(ctx.same) and ctx.src_data is not None and data == ctx.src_data
         dsize, dmtime = st.st_size, st.st_mtime_ns
     except OSError:
         dsize, dmtime = ABSENT, 0

@@ -34,7 +34,7 @@ from .plan import (
     ADOPT, CONFLICT, COPY, DELETE, FETCH, MOVE, REFETCH, RENAME, Action, Plan,
 )  # fmt: skip
 from .renames import rename_noreplace
-from .transport import CHUNK, Source, SourceError
+from .transport import CHUNK, Source, SourceError, read_local
 from .uidlist import UidlistError
 
 MESSAGE_KINDS = frozenset({FETCH, REFETCH, CONFLICT, COPY, MOVE, RENAME, ADOPT, DELETE})  # what progress counts
@@ -541,9 +541,7 @@ class Executor:
         fdir = self.folder_path(folder)
         path = fdir + b"/" + uidlist.NAME
         try:
-            with open(path, "rb") as f:
-                st = os.fstat(f.fileno())
-                data = f.read()
+            data, st = read_local(path)
         except FileNotFoundError:
             data, st = None, None
         key = (st.st_ino, st.st_size, st.st_mtime_ns) if st is not None else None
@@ -554,11 +552,13 @@ class Executor:
             if as_planned and not self._pending.get(folder, 0) - arriving and not self._failed_here(folder):
                 # The source's list as it is: every message it numbers is here, or gone for good.
                 tmp = None
+                ctx.left = key
                 if data != ctx.src_data:
                     tmp = path + NEW_SUFFIX
                     self._write_tmp(tmp, ctx.src_data)
                     t = os.stat(tmp)
-                    self._lists[folder] = ((t.st_ino, t.st_size, t.st_mtime_ns), None)
+                    ctx.left = (t.st_ino, t.st_size, t.st_mtime_ns)  # the rename keeps them
+                    self._lists[folder] = (ctx.left, None)
                 ctx.same = True
                 return folder, path, tmp, []
             if not as_planned or self._failed_here(folder):
@@ -590,14 +590,16 @@ class Executor:
         )  # fmt: skip
         tmp = None
         new = data
+        ctx.left = key
         if m.uidlist is not None:
             new = m.data()
             if new != data:
                 tmp = path + NEW_SUFFIX
                 self._write_tmp(tmp, new)
                 t = os.stat(tmp)
+                ctx.left = (t.st_ino, t.st_size, t.st_mtime_ns)
                 # (The source's file as read says more than the merge: read it again if merged again.)
-                self._lists[folder] = ((t.st_ino, t.st_size, t.st_mtime_ns), m.uidlist if m.raw is None else None)
+                self._lists[folder] = (ctx.left, m.uidlist if m.raw is None else None)
         ctx.same = new is not None and new == ctx.src_data
         self.out.renumbered[folder] = self.out.renumbered.get(folder, 0) + m.renumbered
         ctx.own_before = ctx.own_before or m.own

@@ -169,23 +169,23 @@ def parse_records(box: Mailbox, f: Folder, rel: bytes, subdir: bytes, recs, said
             continue
         if said and (kind != FILE or maildir.bad_name(name)):
             continue
-        m = _message(box, f, rel, kind, size, mtime, subdir, name)
+        m = _message(box, f, rel, kind, size, mtime, subdir, name, checked=said)
         if m is not None:
             made[m.base] = m
     return made
 
 
 def _message(box: Mailbox, f: Folder, rel: bytes, kind: str, size: int, mtime: int, subdir: bytes,
-             name: bytes) -> Msg | None:
+             name: bytes, checked: bool = False) -> Msg | None:
+    """``checked``: the name is known to be a safe regular file's (the caller asked bad_name)."""
     if not maildir.is_message_name(name):
         return None
-    path = rel + b"/" + name
-    why = maildir.bad_name(name)
+    why = None if checked else maildir.bad_name(name)
     if why:
-        box.rejected.append(f"{maildir.show(path)}: {why}")
+        box.rejected.append(f"{maildir.show(rel + b'/' + name)}: {why}")
         return None
     if kind != FILE:
-        box.skipped.append(f"{maildir.show(path)}: " + ("symbolic link, not followed" if kind == LINK else "not a regular file"))
+        box.skipped.append(f"{maildir.show(rel + b'/' + name)}: " + ("symbolic link, not followed" if kind == LINK else "not a regular file"))
         return None
     parsed = maildir.parse_name(name, box.sep)
     old = f.msgs.get(parsed.base)
@@ -193,7 +193,7 @@ def _message(box: Mailbox, f: Folder, rel: bytes, kind: str, size: int, mtime: i
     # files really share a base. cur/ is the later state of a message, so it wins.
     if old is not None and (old.subdir == b"cur" or subdir == b"new"):
         if old.subdir == subdir:
-            box.rejected.append(f"{maildir.show(path)}: another file in this folder has the same base")
+            box.rejected.append(f"{maildir.show(rel + b'/' + name)}: another file in this folder has the same base")
         return None
     m = f.msgs[parsed.base] = Msg(subdir, name, size, mtime, parsed)
     return m

@@ -59,7 +59,10 @@ def rename_noreplace(src, dst) -> None:
     global _renameat2
     fn = _renameat2
     if fn is not None:
-        if fn(AT_FDCWD, os.fsencode(src), AT_FDCWD, os.fsencode(dst), RENAME_NOREPLACE) == 0:
+        # The executor's paths are bytes already: fsencode is a Python call each, twice per flag change.
+        bsrc = src if type(src) is bytes else os.fsencode(src)
+        bdst = dst if type(dst) is bytes else os.fsencode(dst)
+        if fn(AT_FDCWD, bsrc, AT_FDCWD, bdst, RENAME_NOREPLACE) == 0:
             return
         err = ctypes.get_errno()
         if err == errno.EEXIST:

@@ -41,6 +41,7 @@ class UidsCtx:
     dst_stamp: Optional[Tuple[int, int]] = None
     ours_of: Optional[Callable[[], Set[bytes]]] = None  # works ``ours`` out, when the quick way will not do
     same: Optional[bool] = None  # is the destination's list the source's byte for byte (once written)?
+    left: Optional[Tuple[int, int, int]] = None  # (inode, size, mtime) of the list ``same`` was judged on
 
     def src_list(self) -> Optional[Uidlist]:
         if self.src is None and self.src_data is not None:
