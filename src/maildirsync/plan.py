@@ -234,6 +234,12 @@ class _Planner:
                 return cand
             n += 1
 
+    def conflict(self, folder: bytes, m: Msg, rec: Rec | None = None) -> None:
+        """Fetch the source's ``m`` under a new base, beside what the destination holds under its own."""
+        nb = self.conflict_base(folder, m.base)
+        self.add(CONFLICT, folder, base=m.base, src=(m.subdir, m.name), dst=self.target(folder, m, nb),
+                 size=m.size, mtime_ns=m.mtime_ns, rec=rec)  # fmt: skip
+
     # --- the rules -------------------------------------------------------------------------------------
     def new_message(self, folder: bytes, m: Msg) -> None:
         base = m.base
@@ -243,9 +249,7 @@ class _Planner:
                 self.add(ADOPT, folder, base=base, src=(m.subdir, m.name), old=(d.subdir, d.name),
                          dst=self.target(folder, m), size=m.size, mtime_ns=m.mtime_ns)  # fmt: skip
             else:
-                nb = self.conflict_base(folder, base)
-                self.add(CONFLICT, folder, base=base, src=(m.subdir, m.name), dst=self.target(folder, m, nb),
-                         size=m.size, mtime_ns=m.mtime_ns)  # fmt: skip
+                self.conflict(folder, m)
             return
         moved = self.gone.get(base)
         if moved is not None and moved[0] != folder and moved[1].size == m.size:
@@ -297,9 +301,7 @@ class _Planner:
                 self.add(REFETCH, folder, base=m.base, src=(m.subdir, m.name), old=(d.subdir, d.name), dst=where,
                          size=m.size, mtime_ns=m.mtime_ns, rec=rec)  # fmt: skip
             else:
-                nb = self.conflict_base(folder, m.base)
-                self.add(CONFLICT, folder, base=m.base, src=(m.subdir, m.name), dst=self.target(folder, m, nb),
-                         size=m.size, mtime_ns=m.mtime_ns, rec=rec)  # fmt: skip
+                self.conflict(folder, m, rec)
             return
         if d is None:
             return self.gone_there(folder, m, rec)  # deleted on the destination: stays deleted
@@ -309,10 +311,7 @@ class _Planner:
             # Another message under our base there (by hand: Dovecot never changes a message's size).
             # Renaming or recording it would make it ours, with our size, and a later delete on the
             # source would delete it: keep it untouched and place the source's version beside it.
-            nb = self.conflict_base(folder, m.base)
-            self.add(CONFLICT, folder, base=m.base, src=(m.subdir, m.name), dst=self.target(folder, m, nb),
-                     size=m.size, mtime_ns=m.mtime_ns, rec=rec)  # fmt: skip
-            return
+            return self.conflict(folder, m, rec)
         if self.unchanged_dst(d, rec):
             where, note = self.target(folder, m), ""
         else:
